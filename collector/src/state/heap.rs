@@ -1,0 +1,239 @@
+//! The live heap of one process: blocks, per-site aggregates and the peak.
+//!
+//! The process peak is tracked in O(1) per event with a lazy epoch
+//! checkpoint: `peak_epoch` grows whenever a new process peak is set, and
+//! each site remembers its live bytes as of the last epoch it saw. A site
+//! touched for the first time since the latest peak first records its
+//! current (unchanged since that peak) live bytes as its share of the peak.
+
+use std::collections::HashMap;
+
+use memshim_proto::StackId;
+
+use super::histogram::Log2Histogram;
+
+/// A block that is currently allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveBlock {
+    /// Requested size in bytes.
+    pub size: u64,
+    /// What the allocator really reserved.
+    pub usable: u64,
+    /// Allocation stack.
+    pub stack: StackId,
+    /// Nanoseconds since process start at allocation.
+    pub ts: u64,
+    /// Allocating thread.
+    pub tid: u32,
+}
+
+/// Aggregates of one allocation site (one unique stack).
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    /// Allocations made here (realloc included).
+    pub alloc_calls: u64,
+    /// Bytes requested here over the whole run.
+    pub bytes_allocated: u64,
+    /// Bytes currently live from here.
+    pub live_bytes: u64,
+    /// Blocks currently live from here.
+    pub live_blocks: u64,
+    /// Requested sizes of the allocations.
+    pub sizes: Log2Histogram,
+    /// Lifetimes in milliseconds of the freed blocks.
+    pub lifetimes_ms: Log2Histogram,
+    epoch_seen: u64,
+    live_at_peak: u64,
+}
+
+/// The live set, the sites and the process peak.
+#[derive(Debug, Clone, Default)]
+pub struct Heap {
+    live: HashMap<u64, LiveBlock>,
+    sites: HashMap<StackId, Site>,
+    live_bytes: u64,
+    live_usable: u64,
+    peak_bytes: u64,
+    peak_ts: u64,
+    peak_epoch: u64,
+}
+
+impl Heap {
+    /// A heap that starts with `blocks` live (a forked child's inheritance).
+    ///
+    /// The inherited live bytes are the child's peak baseline at time 0.
+    pub fn inherit(blocks: HashMap<u64, LiveBlock>) -> Self {
+        let mut heap = Heap::default();
+        for (addr, block) in blocks {
+            heap.insert(addr, block);
+        }
+        heap.peak_ts = 0;
+        heap
+    }
+
+    /// Inserts a block; returns the block it replaced, if the address was live.
+    pub fn insert(&mut self, addr: u64, block: LiveBlock) -> Option<LiveBlock> {
+        let replaced = self.remove(addr);
+        self.checkpoint(block.stack).add(&block);
+        self.live.insert(addr, block);
+        self.live_bytes += block.size;
+        self.live_usable += block.usable;
+        if self.live_bytes > self.peak_bytes {
+            self.peak_bytes = self.live_bytes;
+            self.peak_ts = block.ts;
+            self.peak_epoch += 1;
+        }
+        replaced
+    }
+
+    /// Removes a block if it is live.
+    pub fn remove(&mut self, addr: u64) -> Option<LiveBlock> {
+        let block = self.live.remove(&addr)?;
+        self.checkpoint(block.stack).sub(&block);
+        self.live_bytes -= block.size;
+        self.live_usable -= block.usable;
+        Some(block)
+    }
+
+    /// The site of `stack`, created if needed, without touching its peak share.
+    ///
+    /// Only for counters that do not change live bytes.
+    pub fn site_mut(&mut self, stack: StackId) -> &mut Site {
+        self.sites.entry(stack).or_default()
+    }
+
+    /// Takes the site's peak checkpoint if a new peak was set since it was last touched.
+    fn checkpoint(&mut self, stack: StackId) -> &mut Site {
+        let epoch = self.peak_epoch;
+        let site = self.sites.entry(stack).or_default();
+        if site.epoch_seen != epoch {
+            site.live_at_peak = site.live_bytes;
+            site.epoch_seen = epoch;
+        }
+        site
+    }
+
+    /// The live bytes of `site` at the moment of the process peak.
+    pub fn site_peak_bytes(&self, site: &Site) -> u64 {
+        if site.epoch_seen == self.peak_epoch {
+            site.live_at_peak
+        } else {
+            site.live_bytes
+        }
+    }
+
+    /// All sites by stack id.
+    pub fn sites(&self) -> &HashMap<StackId, Site> {
+        &self.sites
+    }
+
+    /// The live blocks by address.
+    pub fn live(&self) -> &HashMap<u64, LiveBlock> {
+        &self.live
+    }
+
+    /// Requested bytes currently live.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Usable bytes currently live.
+    pub fn live_usable(&self) -> u64 {
+        self.live_usable
+    }
+
+    /// Highest live bytes so far.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes
+    }
+
+    /// Nanoseconds since start when the peak was reached.
+    pub fn peak_ts(&self) -> u64 {
+        self.peak_ts
+    }
+}
+
+impl Site {
+    fn add(&mut self, block: &LiveBlock) {
+        self.live_bytes += block.size;
+        self.live_blocks += 1;
+    }
+
+    fn sub(&mut self, block: &LiveBlock) {
+        self.live_bytes -= block.size;
+        self.live_blocks -= 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(size: u64, stack: StackId, ts: u64) -> LiveBlock {
+        LiveBlock {
+            size,
+            usable: size + 8,
+            stack,
+            ts,
+            tid: 1,
+        }
+    }
+
+    fn peak_of(heap: &Heap, stack: StackId) -> u64 {
+        heap.site_peak_bytes(&heap.sites()[&stack])
+    }
+
+    #[test]
+    fn site_peak_is_its_share_at_the_process_peak_not_its_own_max() {
+        let mut h = Heap::default();
+        // A grows to 100 and shrinks; B grows later. Process peak is at A=100,B=10.
+        h.insert(0x10, block(60, 1, 1));
+        h.insert(0x20, block(40, 1, 2));
+        h.insert(0x30, block(10, 2, 3)); // peak 110
+        h.remove(0x10); // A=40, B=10: 50
+        h.insert(0x40, block(30, 2, 4)); // B=40: 80
+        h.insert(0x50, block(20, 2, 5)); // B=60: 100 < 110
+        assert_eq!(h.peak_bytes(), 110);
+        assert_eq!(h.peak_ts(), 3);
+        assert_eq!(peak_of(&h, 1), 100);
+        assert_eq!(peak_of(&h, 2), 10);
+        assert_eq!(h.live_bytes(), 100);
+        assert_eq!(h.live_usable(), 100 + 4 * 8);
+        // A new peak moves every share, including untouched sites.
+        h.insert(0x60, block(50, 3, 6)); // 150: A=40, B=60, C=50
+        assert_eq!(h.peak_bytes(), 150);
+        assert_eq!(peak_of(&h, 1), 40);
+        assert_eq!(peak_of(&h, 2), 60);
+        assert_eq!(peak_of(&h, 3), 50);
+        h.remove(0x60);
+        h.remove(0x40);
+        assert_eq!(peak_of(&h, 2), 60);
+        assert_eq!(peak_of(&h, 3), 50);
+        let total: u64 = h.sites().values().map(|s| h.site_peak_bytes(s)).sum();
+        assert_eq!(total, h.peak_bytes());
+    }
+
+    #[test]
+    fn replacing_a_live_address_returns_the_old_block() {
+        let mut h = Heap::default();
+        assert!(h.insert(0x10, block(8, 1, 1)).is_none());
+        let old = h.insert(0x10, block(16, 2, 2)).unwrap();
+        assert_eq!(old.size, 8);
+        assert_eq!(h.live_bytes(), 16);
+        assert_eq!(h.sites()[&1].live_blocks, 0);
+        assert_eq!(h.sites()[&2].live_blocks, 1);
+    }
+
+    #[test]
+    fn inherited_blocks_set_the_peak_baseline() {
+        let mut blocks = HashMap::new();
+        blocks.insert(0x10, block(100, 7, 0));
+        let mut h = Heap::inherit(blocks);
+        assert_eq!((h.live_bytes(), h.peak_bytes()), (100, 100));
+        h.remove(0x10);
+        h.insert(0x20, block(30, 8, 5));
+        assert_eq!(h.peak_bytes(), 100);
+        assert_eq!(peak_of(&h, 7), 100);
+        assert_eq!(peak_of(&h, 8), 0);
+    }
+}

@@ -1,0 +1,383 @@
+//! The state of one process image, rebuilt from its event stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use memshim_proto::{
+    Alloc, AllocKind, EndReason, Event, Free, Hello, Mmap, Munmap, StackId, Stats,
+};
+use serde::{Deserialize, Serialize};
+
+use super::heap::{Heap, LiveBlock};
+use super::mmaps::Mappings;
+use super::modules::ModuleMap;
+use super::timeline::{Sample, Timeline};
+
+/// How a process (image) ended, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// The stream is still open.
+    Running,
+    /// Orderly exit with this code.
+    Code(i32),
+    /// Killed by this signal (known from `waitpid`).
+    Signal(i32),
+    /// Orderly exit whose code the shim could not see (e.g. `exit` from inside libc).
+    Exited,
+    /// The stream stopped without an end event: abnormal death.
+    Cut,
+    /// The image was replaced by `exec`.
+    Exec,
+}
+
+/// Event counters of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `malloc`, `calloc` and aligned allocations.
+    pub alloc_calls: u64,
+    /// `free` calls of known blocks and unknown addresses alike (not realloc's frees).
+    pub free_calls: u64,
+    /// `realloc` calls that returned a block.
+    pub realloc_calls: u64,
+    /// Every block handed out, realloc's included.
+    pub blocks_allocated: u64,
+    /// Every known block released, realloc's included.
+    pub blocks_freed: u64,
+    /// Requested bytes over the run, realloc's new sizes included.
+    pub bytes_allocated: u64,
+    /// Frees of addresses that were not live.
+    pub unknown_frees: u64,
+    /// Allocations of an address that was already live (the older block is replaced).
+    pub duplicate_allocs: u64,
+    /// Events the shim reports it dropped.
+    pub lost_events: u64,
+}
+
+/// What went wrong in a stream that decoded fine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A second `Hello` inside one stream.
+    SecondHello,
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtocolError::SecondHello => write!(f, "protocol error: a second Hello in one stream"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The state a forked child starts from: its parent's, at the fork.
+#[derive(Debug, Clone)]
+pub struct ForkSnapshot {
+    live: HashMap<u64, LiveBlock>,
+    mappings: Mappings,
+    modules: ModuleMap,
+    stacks: HashMap<StackId, Arc<[u64]>>,
+}
+
+/// A block released by `realloc`, kept until the thread's next event tells
+/// whether the `realloc` failed.
+#[derive(Debug, Clone, Copy)]
+struct PendingRealloc {
+    addr: u64,
+    block: LiveBlock,
+}
+
+/// The rebuilt state of one process image.
+#[derive(Debug, Clone)]
+pub struct Session {
+    hello: Hello,
+    heap: Heap,
+    mappings: Mappings,
+    modules: ModuleMap,
+    stacks: HashMap<StackId, Arc<[u64]>>,
+    counters: Counters,
+    pending_realloc: HashMap<u32, PendingRealloc>,
+    latest_stats: Option<Stats>,
+    timeline: Timeline,
+    end: Option<EndReason>,
+    closed: bool,
+    exit_override: Option<Exit>,
+    last_ts: u64,
+}
+
+impl Session {
+    /// A session for a freshly started image.
+    pub fn new(hello: Hello) -> Self {
+        Session {
+            hello,
+            heap: Heap::default(),
+            mappings: Mappings::default(),
+            modules: ModuleMap::default(),
+            stacks: HashMap::new(),
+            counters: Counters::default(),
+            pending_realloc: HashMap::new(),
+            latest_stats: None,
+            timeline: Timeline::default(),
+            end: None,
+            closed: false,
+            exit_override: None,
+            last_ts: 0,
+        }
+    }
+
+    /// A session for a forked child that starts from its parent's state.
+    pub fn forked(hello: Hello, snapshot: ForkSnapshot) -> Self {
+        let mut s = Session::new(hello);
+        s.heap = Heap::inherit(snapshot.live);
+        s.mappings = snapshot.mappings;
+        s.modules = snapshot.modules;
+        s.stacks = snapshot.stacks;
+        s
+    }
+
+    /// A copy of the state a child forked now inherits.
+    pub fn fork_snapshot(&self) -> ForkSnapshot {
+        let mut live = self.heap.live().clone();
+        // A realloc in flight on another thread still owns its old block.
+        for p in self.pending_realloc.values() {
+            live.insert(p.addr, p.block);
+        }
+        ForkSnapshot {
+            live,
+            mappings: self.mappings.clone(),
+            modules: self.modules.clone(),
+            stacks: self.stacks.clone(),
+        }
+    }
+
+    /// Applies one event of the stream.
+    pub fn apply(&mut self, event: Event) -> Result<(), ProtocolError> {
+        // Any event after `End(Exec)` means the exec failed: the image goes on.
+        if !matches!(event, Event::End(_)) {
+            self.end = None;
+        }
+        match event {
+            Event::Hello(_) => return Err(ProtocolError::SecondHello),
+            Event::Module(m) => {
+                self.touch(m.ts);
+                self.modules.load(m);
+            }
+            Event::ModuleUnloaded { ts, base } => {
+                self.touch(ts);
+                self.modules.unload(base);
+            }
+            Event::Stack(def) => {
+                self.stacks.insert(def.id, def.frames.into());
+            }
+            Event::Alloc(a) => self.alloc(a),
+            Event::Free(f) => self.free(f),
+            Event::ReallocFailed { ts, tid, addr } => self.realloc_failed(ts, tid, addr),
+            Event::Mmap(m) => self.mmap(m),
+            Event::Munmap(m) => self.munmap(m),
+            Event::Forked { ts, .. } => self.touch(ts),
+            Event::Stats(s) => self.stats(s),
+            Event::Lost { count } => self.lost(count),
+            Event::End(e) => {
+                self.touch(e.ts);
+                self.lost(e.lost_events);
+                self.settle_all_pending();
+                self.end = Some(e.reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the stream as finished (end of file or read error).
+    pub fn close(&mut self) {
+        self.settle_all_pending();
+        self.closed = true;
+    }
+
+    /// Overrides how the session is reported to have ended.
+    pub fn set_exit(&mut self, exit: Exit) {
+        self.exit_override = Some(exit);
+    }
+
+    /// How the session ended so far.
+    pub fn exit(&self) -> Exit {
+        if let Some(exit) = self.exit_override {
+            return exit;
+        }
+        match (self.end, self.closed) {
+            (Some(EndReason::Exit(code)), _) => Exit::Code(code),
+            (Some(EndReason::ExitCodeUnknown), _) => Exit::Exited,
+            (Some(EndReason::Exec), _) => Exit::Exec,
+            (None, true) => Exit::Cut,
+            (None, false) => Exit::Running,
+        }
+    }
+
+    /// Whether the stream is over (closed, or an end event was seen).
+    pub fn is_finished(&self) -> bool {
+        self.closed || self.end.is_some() || self.exit_override.is_some()
+    }
+
+    fn touch(&mut self, ts: u64) {
+        self.last_ts = self.last_ts.max(ts);
+    }
+
+    /// Resolves the thread's pending realloc: `failed_addr` is the address of
+    /// a `ReallocFailed` event, `None` for any other event of the thread.
+    fn settle_pending(&mut self, tid: u32, ts: u64, failed_addr: Option<u64>) {
+        let Some(p) = self.pending_realloc.remove(&tid) else {
+            return;
+        };
+        if failed_addr == Some(p.addr) {
+            self.counters.blocks_freed -= 1;
+            if self.heap.insert(p.addr, p.block).is_some() {
+                self.counters.duplicate_allocs += 1;
+            }
+        } else {
+            self.record_lifetime(&p.block, ts);
+        }
+    }
+
+    fn settle_all_pending(&mut self) {
+        let pending: Vec<PendingRealloc> = self.pending_realloc.drain().map(|(_, p)| p).collect();
+        for p in pending {
+            self.record_lifetime(&p.block, self.last_ts);
+        }
+    }
+
+    fn record_lifetime(&mut self, block: &LiveBlock, ts: u64) {
+        let ms = ts.saturating_sub(block.ts) / 1_000_000;
+        self.heap.site_mut(block.stack).lifetimes_ms.record(ms);
+    }
+
+    fn alloc(&mut self, a: Alloc) {
+        self.touch(a.ts);
+        self.settle_pending(a.tid, a.ts, None);
+        let c = &mut self.counters;
+        if a.kind == AllocKind::Realloc {
+            c.realloc_calls += 1;
+        } else {
+            c.alloc_calls += 1;
+        }
+        c.bytes_allocated += a.size;
+        c.blocks_allocated += 1;
+        let site = self.heap.site_mut(a.stack);
+        site.alloc_calls += 1;
+        site.bytes_allocated += a.size;
+        site.sizes.record(a.size);
+        let block = LiveBlock {
+            size: a.size,
+            usable: a.usable_size,
+            stack: a.stack,
+            ts: a.ts,
+            tid: a.tid,
+        };
+        if self.heap.insert(a.addr, block).is_some() {
+            self.counters.duplicate_allocs += 1;
+        }
+    }
+
+    fn free(&mut self, f: Free) {
+        self.touch(f.ts);
+        self.settle_pending(f.tid, f.ts, None);
+        if !f.realloc {
+            self.counters.free_calls += 1;
+        }
+        let Some(block) = self.heap.remove(f.addr) else {
+            if f.addr != 0 {
+                self.counters.unknown_frees += 1;
+            }
+            return;
+        };
+        self.counters.blocks_freed += 1;
+        if f.realloc {
+            self.pending_realloc.insert(
+                f.tid,
+                PendingRealloc {
+                    addr: f.addr,
+                    block,
+                },
+            );
+        } else {
+            self.record_lifetime(&block, f.ts);
+        }
+    }
+
+    fn realloc_failed(&mut self, ts: u64, tid: u32, addr: u64) {
+        self.touch(ts);
+        self.settle_pending(tid, ts, Some(addr));
+    }
+
+    fn mmap(&mut self, m: Mmap) {
+        self.touch(m.ts);
+        self.settle_pending(m.tid, m.ts, None);
+        let anonymous = m.fd < 0 || m.flags & libc::MAP_ANONYMOUS != 0;
+        self.mappings.map(m.addr, m.len, anonymous);
+    }
+
+    fn munmap(&mut self, m: Munmap) {
+        self.touch(m.ts);
+        self.settle_pending(m.tid, m.ts, None);
+        self.mappings.unmap(m.addr, m.len);
+    }
+
+    fn stats(&mut self, s: Stats) {
+        self.touch(s.ts);
+        self.timeline.record(Sample {
+            t_ms: s.ts / 1_000_000,
+            rss_bytes: s.rss_bytes,
+            heap_bytes: s.heap_bytes,
+            live_bytes: self.heap.live_bytes(),
+        });
+        self.latest_stats = Some(s);
+    }
+
+    fn lost(&mut self, count: u64) {
+        self.counters.lost_events = self.counters.lost_events.max(count);
+    }
+
+    /// Who is speaking.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    /// The live heap and the sites.
+    pub fn heap(&self) -> &Heap {
+        &self.heap
+    }
+
+    /// The mapped ranges.
+    pub fn mappings(&self) -> &Mappings {
+        &self.mappings
+    }
+
+    /// The modules, for symbolization.
+    pub fn modules(&self) -> &ModuleMap {
+        &self.modules
+    }
+
+    /// The frames of an interned stack, if its definition arrived.
+    pub fn stack(&self, id: StackId) -> Option<&Arc<[u64]>> {
+        self.stacks.get(&id)
+    }
+
+    /// The event counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The latest statistics sample.
+    pub fn latest_stats(&self) -> Option<&Stats> {
+        self.latest_stats.as_ref()
+    }
+
+    /// The statistics time series.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// Nanoseconds since start of the latest event.
+    pub fn last_ts(&self) -> u64 {
+        self.last_ts
+    }
+}
