@@ -236,6 +236,9 @@ pub struct Stats {
 pub enum EndReason {
     /// The process called `exit` or returned from `main` with this code.
     Exit(i32),
+    /// The process exited normally, by a path that did not reveal its code
+    /// (an `exit` made from inside the C library, e.g. by `error(3)`).
+    ExitCodeUnknown,
     /// The process is about to replace its image with `exec`.
     Exec,
 }

@@ -110,9 +110,8 @@ pub fn encode_frame(events: &[Event], out: &mut Vec<u8>) {
 
 /// Decodes the payload of one frame (without its length prefix).
 pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, FrameError> {
-    let (events, used): (Vec<Event>, usize) =
-        bincode::serde::decode_from_slice(payload, config())
-            .map_err(|e| FrameError::Decode(e.to_string()))?;
+    let (events, used): (Vec<Event>, usize) = bincode::serde::decode_from_slice(payload, config())
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(FrameError::Decode(format!(
             "{} trailing bytes after a batch",
@@ -251,11 +250,20 @@ mod tests {
 
     #[test]
     fn bad_magic_and_version_are_refused() {
-        assert!(matches!(FrameReader::new(&b"GARBAGE!\x01\0\0\0"[..]), Err(FrameError::BadMagic)));
+        assert!(matches!(
+            FrameReader::new(&b"GARBAGE!\x01\0\0\0"[..]),
+            Err(FrameError::BadMagic)
+        ));
         let mut h = stream_header();
         h[8] = 99;
-        assert!(matches!(FrameReader::new(&h[..]), Err(FrameError::Version(99))));
-        assert!(matches!(FrameReader::new(&b"MEM"[..]), Err(FrameError::BadMagic)));
+        assert!(matches!(
+            FrameReader::new(&h[..]),
+            Err(FrameError::Version(99))
+        ));
+        assert!(matches!(
+            FrameReader::new(&b"MEM"[..]),
+            Err(FrameError::BadMagic)
+        ));
     }
 
     #[test]
@@ -271,7 +279,10 @@ mod tests {
         for b in corrupt[HEADER_LEN + 4..].iter_mut() {
             *b = 0xff;
         }
-        assert!(FrameReader::new(&corrupt[..]).unwrap().next_batch().is_err());
+        assert!(FrameReader::new(&corrupt[..])
+            .unwrap()
+            .next_batch()
+            .is_err());
         let mut huge = stream_header().to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(

@@ -16,7 +16,7 @@ pub const ENV_DISABLE: &str = "MEMSHIM_DISABLE";
 /// Default number of frames captured per stack.
 pub const DEFAULT_STACK_DEPTH: u32 = 64;
 /// Largest stack depth the shim accepts.
-pub const MAX_STACK_DEPTH: u32 = 256;
+pub const MAX_STACK_DEPTH: u32 = 128;
 
 /// The directory that holds the default socket: `$XDG_RUNTIME_DIR/memshim`,
 /// or `$TMPDIR/memshim-UID` (`/tmp/memshim-UID`) when no runtime directory is set.

@@ -1,1 +1,43 @@
+//! `libmemshim.so`: the in-process half of memshim.
+//!
+//! Loaded with `LD_PRELOAD`, it interposes the allocation functions, records
+//! each call with its call stack, and streams the events to the collector
+//! (`memcollect`) over a Unix socket, or to a trace file.
+//!
+//! How a call travels:
+//!
+//! 1. A hook ([`hooks`]) calls the real function ([`real`]), then asks the
+//!    [`recorder`] to record it (a free is recorded *before* the real free).
+//! 2. The recorder takes this thread's reentrancy guard ([`thread_state`]),
+//!    captures and interns the stack ([`stack`]) and pushes a fixed-size event
+//!    into a lock-free queue ([`queue`]).
+//! 3. One sender thread per process ([`sender`]) drains the queue, encodes
+//!    batches (`memshim-proto`) and writes them out, with the module map
+//!    ([`modules`]) and periodic statistics.
+//!
+//! [`lifecycle`] handles start-up, `fork`, `exec` and `exit`. The host must
+//! never notice any of it: same output, same exit code, same `errno`.
 
+mod allocator;
+mod bootstrap;
+mod clock;
+mod config;
+mod hooks;
+mod lifecycle;
+mod modules;
+mod queue;
+mod real;
+mod recorder;
+mod sender;
+mod stack;
+mod thread_state;
+
+#[global_allocator]
+static ALLOCATOR: allocator::RealAllocator = allocator::RealAllocator;
+
+/// Writes one `memshim: …` line to stderr without touching the host's stdio buffers.
+pub(crate) fn warn(msg: &str) {
+    let line = format!("memshim: {msg}\n");
+    // SAFETY: writing an owned buffer to fd 2.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}

@@ -1,0 +1,54 @@
+//! The shim's settings, read once from the environment by the constructor.
+
+use std::path::PathBuf;
+
+use memshim_proto::paths;
+
+/// What the user asked for through `MEMSHIM_*` variables.
+pub struct Config {
+    /// `MEMSHIM_DISABLE=1`: interpose but record nothing.
+    pub disabled: bool,
+    /// Collector socket (`MEMSHIM_SOCKET` or the default path).
+    pub socket: PathBuf,
+    /// Trace file for when no collector listens (`MEMSHIM_OUTPUT`, `%p` = pid).
+    pub output: Option<String>,
+    /// Frames captured per stack (`MEMSHIM_STACK_DEPTH`).
+    pub stack_depth: usize,
+    /// Mean bytes between samples (`MEMSHIM_SAMPLE_BYTES`); 0 records every call.
+    pub sample_bytes: u64,
+}
+
+impl Config {
+    /// Reads the environment. Malformed numbers fall back to the defaults with a warning.
+    pub fn from_env() -> Config {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Config {
+            disabled: var(paths::ENV_DISABLE).is_some_and(|v| v != "0"),
+            socket: paths::socket_path(),
+            output: var(paths::ENV_OUTPUT),
+            stack_depth: number(
+                paths::ENV_STACK_DEPTH,
+                u64::from(paths::DEFAULT_STACK_DEPTH),
+            )
+            .clamp(1, u64::from(paths::MAX_STACK_DEPTH)) as usize,
+            sample_bytes: number(paths::ENV_SAMPLE_BYTES, 0),
+        }
+    }
+
+    /// The trace file path for process `pid`: `%p` in `MEMSHIM_OUTPUT` becomes the pid.
+    pub fn output_path(&self, pid: u32) -> Option<PathBuf> {
+        self.output
+            .as_ref()
+            .map(|o| PathBuf::from(o.replace("%p", &pid.to_string())))
+    }
+}
+
+fn number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| {
+            crate::warn(&format!("ignoring {name}={v:?}: not a whole number"));
+            default
+        }),
+        _ => default,
+    }
+}

@@ -1,0 +1,10 @@
+//! The interposed functions, exported under their C names.
+//!
+//! Each hook forwards to the real function and reports what happened to
+//! [`crate::recorder`]. They are grouped by what they intercept:
+//! the heap ([`heap`]), memory mappings ([`mmap`]) and the process's life
+//! ([`process`]: `fork`, `exec`, `exit`, `main`'s return).
+
+pub mod heap;
+pub mod mmap;
+pub mod process;

@@ -1,0 +1,172 @@
+//! The lock-free queues between the hooked threads and the sender thread.
+//!
+//! Events are fixed-size records in a bounded `crossbeam` `ArrayQueue`, so
+//! queueing never allocates, locks or makes a system call. Stack definitions,
+//! much larger and much rarer, have a queue of their own. When a queue is
+//! full the producer waits for the sender (lossless back-pressure), unless no
+//! sender can drain it, in which case the event is dropped and counted.
+
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::clock;
+use crate::sender;
+use crate::stack::MAX_FRAMES;
+
+const EVENT_CAPACITY: usize = 1 << 16;
+const STACK_CAPACITY: usize = 1 << 10;
+
+/// What a [`RawEvent`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RawKind {
+    /// `malloc`
+    Malloc,
+    /// `calloc`
+    Calloc,
+    /// the new block of a `realloc`/`reallocarray`
+    Realloc,
+    /// one of the aligned allocation functions
+    Aligned,
+    /// `free`
+    Free,
+    /// the old block of a `realloc`, released before the real call
+    ReallocFree,
+    /// the `realloc` that released `addr` failed; the block is still live
+    ReallocFailed,
+    /// `mmap`/`mmap64`/the new range of `mremap`; `aux` = prot << 32 | flags, `aux2` = fd
+    Mmap,
+    /// `munmap`/the old range of `mremap`
+    Munmap,
+    /// this process forked; `addr` = child pid
+    Forked,
+    /// orderly end by `exit`; `addr` = exit code (as i32), `aux` = 1 if the code is known
+    EndExit,
+    /// about to `exec`
+    EndExec,
+}
+
+/// One queued event; the sender turns it into a protocol event.
+#[derive(Clone, Copy, Debug)]
+pub struct RawEvent {
+    pub kind: RawKind,
+    pub tid: u32,
+    pub ts: u64,
+    pub addr: u64,
+    pub size: u64,
+    pub aux: u64,
+    pub aux2: u64,
+    pub stack: u64,
+}
+
+impl RawEvent {
+    /// An event with only a kind, thread and address set.
+    pub fn simple(kind: RawKind, tid: u32, addr: u64) -> RawEvent {
+        RawEvent {
+            kind,
+            tid,
+            ts: clock::since_start_ns(),
+            addr,
+            size: 0,
+            aux: 0,
+            aux2: 0,
+            stack: 0,
+        }
+    }
+}
+
+/// A stack definition waiting to be sent.
+pub struct StackRecord {
+    pub id: u64,
+    pub len: u32,
+    pub frames: [u64; MAX_FRAMES],
+}
+
+/// The two queues of one process (a forked child gets fresh ones).
+pub struct Channel {
+    pub events: ArrayQueue<RawEvent>,
+    pub stacks: ArrayQueue<StackRecord>,
+}
+
+static CHANNEL: AtomicPtr<Channel> = AtomicPtr::new(std::ptr::null_mut());
+static LOST: AtomicU64 = AtomicU64::new(0);
+static WAIT_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Creates this process's queues. Must run under the guard (it allocates).
+///
+/// In a forked child the old queues are abandoned, not freed or drained: a
+/// thread of the parent may have been mid-push at the fork, leaving a slot
+/// that would never become ready.
+pub fn create() {
+    let ch = Box::new(Channel {
+        events: ArrayQueue::new(EVENT_CAPACITY),
+        stacks: ArrayQueue::new(STACK_CAPACITY),
+    });
+    CHANNEL.store(Box::into_raw(ch), Ordering::Release);
+}
+
+/// The current queues, if created.
+#[inline(always)]
+pub fn channel() -> Option<&'static Channel> {
+    // SAFETY: a published channel is never freed.
+    unsafe { CHANNEL.load(Ordering::Acquire).as_ref() }
+}
+
+/// Queues an event, waiting while the queue is full and a sender drains it.
+#[inline(always)]
+pub fn push(ch: &Channel, ev: RawEvent) {
+    if let Err(ev) = ch.events.push(ev) {
+        wait_push(|| ch.events.push(ev).map_err(|_| ()));
+    }
+}
+
+/// Queues a stack definition, with the same back-pressure as [`push`].
+pub fn push_stack(ch: &Channel, rec: StackRecord) {
+    let Err(rec) = ch.stacks.push(rec) else {
+        return;
+    };
+    let mut rec = Some(rec);
+    wait_push(
+        || match ch.stacks.push(rec.take().expect("record present")) {
+            Ok(()) => Ok(()),
+            Err(back) => {
+                rec = Some(back);
+                Err(())
+            }
+        },
+    );
+}
+
+#[cold]
+fn wait_push(mut try_push: impl FnMut() -> Result<(), ()>) {
+    let start = clock::monotonic_ns();
+    loop {
+        if try_push().is_ok() {
+            break;
+        }
+        if !sender::is_live() {
+            LOST.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+    WAIT_NS.fetch_add(clock::monotonic_ns() - start, Ordering::Relaxed);
+}
+
+/// Events dropped so far because nothing could drain the queue.
+pub fn lost() -> u64 {
+    LOST.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds the program's threads spent waiting for room in a queue.
+pub fn wait_ns() -> u64 {
+    WAIT_NS.load(Ordering::Relaxed)
+}
+
+/// Starts a forked child's counters afresh (they describe the parent).
+pub fn reset_counters() {
+    LOST.store(0, Ordering::Relaxed);
+    WAIT_NS.store(0, Ordering::Relaxed);
+}

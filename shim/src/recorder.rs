@@ -1,0 +1,205 @@
+//! Turning a hooked call into a queued event.
+//!
+//! Every function here is called by a hook *after* the real allocation (or
+//! *before* the real release, see DESIGN.md), takes the thread's guard, keeps
+//! `errno` exactly as the real call left it, and never blocks except for
+//! lossless back-pressure on a full queue.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+use crate::clock;
+use crate::lifecycle;
+use crate::queue::{self, Channel, RawEvent, RawKind, StackRecord};
+use crate::real;
+use crate::stack::{self, Frames, SeenSet, MAX_FRAMES};
+use crate::thread_state::Guard;
+
+static RECORDING: AtomicBool = AtomicBool::new(false);
+static SEEN: AtomicPtr<SeenSet> = AtomicPtr::new(std::ptr::null_mut());
+static DEPTH: AtomicUsize = AtomicUsize::new(0);
+
+/// Arms recording with the given stack depth and interning table.
+pub fn start(depth: usize, seen: SeenSet) {
+    DEPTH.store(depth, Ordering::Relaxed);
+    SEEN.store(Box::into_raw(Box::new(seen)), Ordering::Release);
+    RECORDING.store(true, Ordering::Release);
+}
+
+/// Stops recording for good (no collector, or the process is ending).
+pub fn stop() {
+    RECORDING.store(false, Ordering::Release);
+}
+
+/// Whether hooked calls are being recorded.
+pub fn is_recording() -> bool {
+    RECORDING.load(Ordering::Acquire)
+}
+
+/// Empties the stack-interning table (a forked child's stream knows no stacks yet).
+pub fn forget_stacks() {
+    // SAFETY: a published table is never freed.
+    if let Some(seen) = unsafe { SEEN.load(Ordering::Acquire).as_ref() } {
+        seen.clear();
+    }
+}
+
+/// An active recording on this thread: holds the guard and restores `errno` when done.
+struct Recording {
+    guard: Guard,
+    channel: &'static Channel,
+    errno: i32,
+}
+
+impl Drop for Recording {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: errno is thread-local and always writable.
+        unsafe { *libc::__errno_location() = self.errno };
+    }
+}
+
+#[inline(always)]
+fn begin() -> Option<Recording> {
+    if !RECORDING.load(Ordering::Relaxed) {
+        lifecycle::ensure_init();
+        if !RECORDING.load(Ordering::Relaxed) {
+            return None;
+        }
+    }
+    let guard = Guard::enter()?;
+    // SAFETY: errno is thread-local and always readable.
+    let errno = unsafe { *libc::__errno_location() };
+    lifecycle::ensure_stream();
+    let channel = queue::channel()?;
+    Some(Recording {
+        guard,
+        channel,
+        errno,
+    })
+}
+
+/// Captures the caller's stack and returns its id, queueing its definition
+/// the first time this process sees it.
+#[inline(always)]
+fn current_stack(rec: &Recording) -> u64 {
+    let mut frames = std::mem::MaybeUninit::<Frames>::uninit();
+    // SAFETY: `capture` sets `len` and writes `ips[..len]` before anything reads them.
+    let frames = unsafe {
+        let f = frames.as_mut_ptr();
+        (*f).len = 0;
+        stack::capture(DEPTH.load(Ordering::Relaxed), &mut *f);
+        &*f
+    };
+    let ips = &frames.ips[..frames.len];
+    let id = stack::stack_id(ips);
+    // SAFETY: a published table is never freed.
+    let seen = unsafe { SEEN.load(Ordering::Acquire).as_ref() };
+    if seen.is_none_or(|s| s.insert(id)) {
+        let mut record = StackRecord {
+            id,
+            len: ips.len() as u32,
+            frames: [0; MAX_FRAMES],
+        };
+        record.frames[..ips.len()].copy_from_slice(ips);
+        queue::push_stack(rec.channel, record);
+    }
+    id
+}
+
+/// Records a block returned by an allocation function.
+#[inline(always)]
+pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
+    let Some(rec) = begin() else { return };
+    let stack = current_stack(&rec);
+    let usable = match real::get().and_then(|r| r.malloc_usable_size) {
+        // SAFETY: `ptr` was just returned by the real allocator.
+        Some(usable_size) => (unsafe { usable_size(ptr) }) as u64,
+        None => size as u64,
+    };
+    queue::push(
+        rec.channel,
+        RawEvent {
+            kind,
+            tid: rec.guard.tid(),
+            ts: clock::since_start_ns(),
+            addr: ptr as u64,
+            size: size as u64,
+            aux: usable,
+            aux2: 0,
+            stack,
+        },
+    );
+}
+
+/// Records that a block is about to be released (by `free`, or by `realloc` if `realloc`).
+#[inline(always)]
+pub fn free(ptr: *mut c_void, realloc: bool) {
+    let Some(rec) = begin() else { return };
+    let kind = if realloc {
+        RawKind::ReallocFree
+    } else {
+        RawKind::Free
+    };
+    queue::push(
+        rec.channel,
+        RawEvent::simple(kind, rec.guard.tid(), ptr as u64),
+    );
+}
+
+/// Records that the `realloc` which released `ptr` failed, leaving it allocated.
+pub fn realloc_failed(ptr: *mut c_void) {
+    let Some(rec) = begin() else { return };
+    queue::push(
+        rec.channel,
+        RawEvent::simple(RawKind::ReallocFailed, rec.guard.tid(), ptr as u64),
+    );
+}
+
+/// Records a new mapping.
+pub fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32) {
+    let Some(rec) = begin() else { return };
+    let stack = current_stack(&rec);
+    queue::push(
+        rec.channel,
+        RawEvent {
+            kind: RawKind::Mmap,
+            tid: rec.guard.tid(),
+            ts: clock::since_start_ns(),
+            addr: addr as u64,
+            size: len as u64,
+            aux: (u64::from(prot as u32) << 32) | u64::from(flags as u32),
+            aux2: fd as i64 as u64,
+            stack,
+        },
+    );
+}
+
+/// Records that a range is about to be unmapped.
+pub fn munmap(addr: *mut c_void, len: usize) {
+    let Some(rec) = begin() else { return };
+    let mut ev = RawEvent::simple(RawKind::Munmap, rec.guard.tid(), addr as u64);
+    ev.size = len as u64;
+    queue::push(rec.channel, ev);
+}
+
+/// Records that this process forked `child`.
+pub fn forked(child: i32) {
+    let Some(rec) = begin() else { return };
+    queue::push(
+        rec.channel,
+        RawEvent::simple(RawKind::Forked, rec.guard.tid(), child as u64),
+    );
+}
+
+/// Queues the orderly end of the stream; nothing is recorded after it.
+pub fn end(kind: RawKind, exit_code: Option<i32>) -> bool {
+    let Some(rec) = begin() else { return false };
+    let mut ev = RawEvent::simple(kind, rec.guard.tid(), exit_code.unwrap_or(0) as u32 as u64);
+    ev.aux = u64::from(exit_code.is_some());
+    if kind == RawKind::EndExit {
+        stop();
+    }
+    queue::push(rec.channel, ev);
+    true
+}

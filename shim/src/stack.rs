@@ -1,0 +1,150 @@
+//! Capturing call stacks and interning them.
+//!
+//! A stack is identified by a 64-bit hash of its return addresses. The first
+//! time this process sees a hash it queues the frames as a `StackDef`; later
+//! events carry only the id. The "seen" set is a fixed, lock-free,
+//! open-addressing table of hashes: a thread that finds no room simply sends
+//! the definition again (the collector ignores duplicates), so the table never
+//! blocks and never loses a stack.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use memshim_proto::paths::MAX_STACK_DEPTH;
+
+/// Most frames a stack can hold.
+pub const MAX_FRAMES: usize = MAX_STACK_DEPTH as usize;
+
+/// Frames captured for one call.
+pub struct Frames {
+    /// Return addresses, innermost first.
+    pub ips: [u64; MAX_FRAMES],
+    /// How many of `ips` are valid.
+    pub len: usize,
+}
+
+static SELF_START: AtomicUsize = AtomicUsize::new(0);
+static SELF_END: AtomicUsize = AtomicUsize::new(0);
+
+/// Tells the unwinder where the shim's own code lives, so its frames are dropped.
+pub fn set_own_range(start: usize, end: usize) {
+    SELF_START.store(start, Ordering::Relaxed);
+    SELF_END.store(end, Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn is_own(ip: usize) -> bool {
+    ip.wrapping_sub(SELF_START.load(Ordering::Relaxed))
+        < SELF_END.load(Ordering::Relaxed) - SELF_START.load(Ordering::Relaxed)
+}
+
+/// Captures up to `depth` frames of the current thread, leaving out the shim's own.
+///
+/// Must run under the thread's guard: the unwinder may allocate on first use.
+#[inline(always)]
+pub fn capture(depth: usize, out: &mut Frames) {
+    let depth = depth.min(MAX_FRAMES);
+    out.len = 0;
+    // SAFETY: the unsynchronized variant is required inside malloc (the
+    // synchronized one takes a lock that a forked child could inherit held);
+    // the guard keeps this thread from re-entering it.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            let ip = frame.ip() as usize;
+            // The shim's frames: the hook and the unwinder on top, and
+            // `main`'s wrapper at the bottom.
+            if is_own(ip) {
+                return true;
+            }
+            if ip == 0 {
+                return false;
+            }
+            out.ips[out.len] = ip as u64;
+            out.len += 1;
+            out.len < depth
+        });
+    }
+}
+
+/// The id of a stack: a 64-bit hash of its frames, never 0.
+#[inline(always)]
+pub fn stack_id(frames: &[u64]) -> u64 {
+    // FxHash-style multiply-rotate over the addresses, then a finalizer (from
+    // splitmix64) so that ids spread evenly over the seen-set's slots.
+    let mut h: u64 = frames.len() as u64;
+    for &ip in frames {
+        h = (h.rotate_left(5) ^ ip).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    h | 1
+}
+
+const SEEN_SLOTS: usize = 1 << 20;
+const MAX_PROBES: usize = 64;
+
+/// The set of stack ids already sent on this process's stream.
+pub struct SeenSet {
+    slots: *const AtomicU64,
+}
+
+// SAFETY: the slots are atomics in a mapping that lives as long as the process.
+unsafe impl Sync for SeenSet {}
+unsafe impl Send for SeenSet {}
+
+impl SeenSet {
+    /// Maps the table (8 MiB of address space; pages are touched as they fill).
+    ///
+    /// Must run under the thread's guard (it calls `mmap`).
+    pub fn new() -> Option<SeenSet> {
+        // SAFETY: an anonymous private mapping with no address hint.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SEEN_SLOTS * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then(|| SeenSet { slots: p.cast() })
+    }
+
+    /// Records `id`; returns `true` if it may not have been sent yet (the
+    /// caller must then queue its definition).
+    #[inline(always)]
+    pub fn insert(&self, id: u64) -> bool {
+        let mut slot = (id as usize) & (SEEN_SLOTS - 1);
+        for _ in 0..MAX_PROBES {
+            // SAFETY: `slot` is masked into the table.
+            let cell = unsafe { &*self.slots.add(slot) };
+            let cur = cell.load(Ordering::Relaxed);
+            if cur == id {
+                return false;
+            }
+            if cur == 0 {
+                match cell.compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => return true,
+                    Err(other) if other == id => return false,
+                    Err(_) => {}
+                }
+            }
+            slot = (slot + 1) & (SEEN_SLOTS - 1);
+        }
+        true
+    }
+
+    /// Empties the set: a forked child's stream starts knowing no stacks.
+    ///
+    /// `MADV_DONTNEED` on a private anonymous mapping drops its pages, which
+    /// then read as zero: no copy of the parent's table is ever made.
+    pub fn clear(&self) {
+        // SAFETY: the range is exactly this table's mapping.
+        unsafe {
+            libc::madvise(self.slots as *mut _, SEEN_SLOTS * 8, libc::MADV_DONTNEED);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Per-thread state: the reentrancy guard and the cached thread id.
+//!
+//! Everything the shim does that may allocate (stack capture, queueing,
+//! `dlsym`, thread creation) runs with this thread's guard set; hooked calls
+//! made meanwhile go straight to the real functions, unrecorded.
+
+/// Mirrors `struct memshim_thread_state` in `thread_state.c`.
+#[repr(C)]
+pub struct ThreadState {
+    guard: u32,
+    tid: u32,
+}
+
+extern "C" {
+    fn memshim_thread_state() -> *mut ThreadState;
+}
+
+fn state() -> *mut ThreadState {
+    // SAFETY: returns the address of this thread's initial-exec TLS block,
+    // valid for the thread's whole life and touched by this thread only.
+    unsafe { memshim_thread_state() }
+}
+
+/// Proof that this thread's guard is held; releases it when dropped.
+pub struct Guard {
+    state: *mut ThreadState,
+}
+
+impl Guard {
+    /// Takes the guard, or returns `None` if the shim is already active on this thread.
+    #[inline(always)]
+    pub fn enter() -> Option<Guard> {
+        let state = state();
+        // SAFETY: the state belongs to this thread (see `state`).
+        unsafe {
+            if (*state).guard != 0 {
+                return None;
+            }
+            (*state).guard = 1;
+        }
+        Some(Guard { state })
+    }
+
+    /// Kernel id of the current thread, cached after the first call.
+    #[inline(always)]
+    pub fn tid(&self) -> u32 {
+        // SAFETY: the state belongs to this thread; gettid cannot fail.
+        unsafe {
+            if (*self.state).tid == 0 {
+                (*self.state).tid = libc::syscall(libc::SYS_gettid) as u32;
+            }
+            (*self.state).tid
+        }
+    }
+}
+
+impl Drop for Guard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: the state belongs to this thread.
+        unsafe { (*self.state).guard = 0 }
+    }
+}
+
+/// Sets the guard for good: used by the shim's own threads, whose every
+/// allocation must go unrecorded.
+pub fn guard_forever() {
+    // SAFETY: the state belongs to this thread.
+    unsafe { (*state()).guard = 1 }
+}
+
+/// Forgets the cached thread id: after `fork` the child's thread has a new one.
+pub fn forget_tid() {
+    // SAFETY: the state belongs to this thread.
+    unsafe { (*state()).tid = 0 }
+}
