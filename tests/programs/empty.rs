@@ -1,0 +1,2 @@
+// Baseline: what the Rust runtime allocates by itself.
+fn main() {}

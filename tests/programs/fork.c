@@ -1,0 +1,48 @@
+/* fork: the child inherits 5 blocks of 1000 bytes, frees 2 of them, does its
+ * own churn and leaks 3 x 777 bytes; the parent waits for it, frees 1 of the
+ * inherited blocks and leaks 2 x 5555 bytes. Each prints its own tally line. */
+#include "tally.h"
+#include <sys/wait.h>
+
+static void churn(size_t base)
+{
+    for (int i = 0; i < 100; i++) {
+        void *p = t_malloc(base + (size_t)i);
+        t_free(p, base + (size_t)i);
+    }
+}
+
+int main(void)
+{
+    void *inherited[5];
+    churn(10);
+    for (int i = 0; i < 5; i++)
+        inherited[i] = t_malloc(1000);
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (pid == 0) {
+        tally_fork_child();
+        t_free(inherited[0], 1000);
+        t_free(inherited[3], 1000);
+        churn(200);
+        for (int i = 0; i < 3; i++)
+            tally_escape(t_malloc(777));
+        tally_print("fork_child");
+        exit(0);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "child failed: status %d\n", status);
+        return 1;
+    }
+    t_free(inherited[4], 1000);
+    churn(500);
+    for (int i = 0; i < 2; i++)
+        tally_escape(t_malloc(5555));
+    tally_print("fork_parent");
+    return 0;
+}
