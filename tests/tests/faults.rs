@@ -1,0 +1,146 @@
+//! The host program behaves exactly as without the shim when the collector is
+//! absent, killed mid-run, or stopped for a while: same stdout, same exit code
+//! (3, from fault_worker.c), never a signal (no SIGPIPE).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use memshim_tests::*;
+
+/// fault_worker's rounds: ~0.75 s of continuous allocation without the shim.
+const ROUNDS: &str = "300";
+
+struct Collector {
+    run: Option<Running>,
+    socket: PathBuf,
+}
+
+impl Collector {
+    fn start(dir: &Path) -> Collector {
+        let m = memshim();
+        let socket = dir.join("s.sock");
+        let mut cmd = Command::new(&m.memcollect);
+        cmd.arg("serve").arg("--socket").arg(&socket).current_dir(dir).env("XDG_RUNTIME_DIR", dir);
+        scrub_env(&mut cmd);
+        let mut run = spawn_captured(&mut cmd, dir);
+        let start = Instant::now();
+        while !socket.exists() {
+            assert!(run.running(), "memcollect serve exited early: {}", run.stderr_so_far());
+            assert!(start.elapsed() < Duration::from_secs(30), "memcollect serve made no socket in 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Collector { run: Some(run), socket }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.run.take() {
+            r.signal(libc::SIGCONT);
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+fn shimmed(worker: &Path, socket: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(worker);
+    cmd.arg(ROUNDS).current_dir(dir);
+    scrub_env(&mut cmd);
+    cmd.env("LD_PRELOAD", &memshim().shim).env("MEMSHIM_SOCKET", socket);
+    cmd
+}
+
+fn plain_reference(worker: &Path, dir: &Path) -> Output {
+    let plain = run_plain(worker, &[ROUNDS], dir);
+    assert_eq!(plain.code(), 3, "fault_worker without the shim");
+    assert!(plain.stdout_str().ends_with('\n') && plain.stdout_str().contains("done "), "fault_worker's output");
+    plain
+}
+
+fn assert_same(plain: &Output, shim: &Output, what: &str) {
+    assert_eq!(shim.status.code(), Some(3), "{what}: exit status {:?} (a signal?); stderr:\n{}", shim.status, shim.stderr_str());
+    assert!(shim.stdout == plain.stdout, "{what}: stdout differs ({} vs {} bytes)", shim.stdout.len(), plain.stdout.len());
+}
+
+#[test]
+fn collector_absent() {
+    let dir = programs::scratch();
+    let worker = program("fault_worker.c");
+    let plain = plain_reference(&worker, dir.path());
+    let missing = dir.path().join("no-such-dir").join("s.sock");
+    let out = run_captured(&mut shimmed(&worker, &missing, dir.path()), dir.path(), DEFAULT_TIMEOUT);
+    assert_same(&plain, &out, "collector absent");
+    let lines = out.stderr_lines();
+    assert!(lines.len() <= 1, "at most one line on stderr from the shim, got:\n{}", out.stderr_str());
+}
+
+#[test]
+fn collector_killed_mid_run() {
+    let dir = programs::scratch();
+    let worker = program("fault_worker.c");
+    let plain = plain_reference(&worker, dir.path());
+    let mut collector = Collector::start(dir.path());
+    let mut w = spawn_captured(&mut shimmed(&worker, &collector.socket, dir.path()), dir.path());
+    std::thread::sleep(Duration::from_millis(300));
+    if !w.running() {
+        skip_notice("part of collector_killed_mid_run", "the worker ended before the collector was killed");
+    }
+    let mut c = collector.run.take().unwrap();
+    c.signal(libc::SIGKILL);
+    let _ = c.child.wait();
+    let out = w.wait(DEFAULT_TIMEOUT);
+    assert_same(&plain, &out, "collector SIGKILLed mid-run");
+}
+
+#[test]
+fn collector_stopped_then_continued() {
+    let dir = programs::scratch();
+    let worker = program("fault_worker.c");
+    let plain = plain_reference(&worker, dir.path());
+    let collector = Collector::start(dir.path());
+    let mut w = spawn_captured(&mut shimmed(&worker, &collector.socket, dir.path()), dir.path());
+    let wpid = w.pid() as i64;
+    std::thread::sleep(Duration::from_millis(300));
+    if !w.running() {
+        skip_notice("part of collector_stopped_then_continued", "the worker ended before the collector was stopped");
+    }
+    let c = collector.run.as_ref().unwrap();
+    c.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(2));
+    c.signal(libc::SIGCONT);
+    let out = w.wait(DEFAULT_TIMEOUT);
+    assert_same(&plain, &out, "collector SIGSTOPped for 2 s");
+
+    // The collector, alive again, has the whole process (lossless by default).
+    let m = memshim();
+    let start = Instant::now();
+    loop {
+        let mut cmd = Command::new(&m.memcollect);
+        let rpath = dir.path().join("live-report.json");
+        cmd.args(["report", "--format", "json", "--top", "5", "--output"]).arg(&rpath);
+        cmd.arg("--socket").arg(&collector.socket).current_dir(dir.path());
+        scrub_env(&mut cmd);
+        let r = run_captured(&mut cmd, dir.path(), Duration::from_secs(60));
+        assert_eq!(r.status.code(), Some(0), "memcollect report --socket: {}", r.stderr_str());
+        let text = std::fs::read(&rpath).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&text)
+            .unwrap_or_else(|e| panic!("memcollect report output is not JSON ({e}): {}", String::from_utf8_lossy(&text)));
+        let procs = v["processes"].as_array().cloned().unwrap_or_default();
+        let p = procs.iter().find(|p| p["pid"].as_i64() == Some(wpid)).map(ProcessReport::from_json);
+        if let Some(p) = p {
+            if p.exit_code().is_some() || start.elapsed() > Duration::from_secs(20) {
+                assert_eq!(p.exit_code(), Some(3), "worker's exit in the collector's report: {}", p.exit);
+                assert_eq!(p.totals.lost_events, 0, "lost events");
+                // 300 rounds x 100000 mallocs, all freed at the end.
+                assert_eq!(p.totals.blocks_allocated, 30_000_000, "blocks_allocated");
+                assert_eq!(p.totals.live_blocks, 0, "live_blocks");
+                break;
+            }
+        } else {
+            assert!(start.elapsed() < Duration::from_secs(20), "worker pid {wpid} not in the collector's report");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
