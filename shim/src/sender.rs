@@ -101,17 +101,47 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
         return false;
     }
     STATE.store(LIVE, Ordering::Release);
-    let spawned = with_signals_blocked(|| {
-        std::thread::Builder::new()
-            .name("memshim-sender".into())
-            .stack_size(256 * 1024)
-            .spawn(move || run(sink, modules))
-            .is_ok()
-    });
+    let spawned = with_signals_blocked(|| spawn(Box::new(SenderArgs { sink, modules })));
     if !spawned {
         STATE.store(DEAD, Ordering::Release);
     }
     spawned
+}
+
+/// What the sender thread starts with.
+struct SenderArgs {
+    sink: Sink,
+    modules: ModuleTracker,
+}
+
+/// Starts the sender with `pthread_create` rather than `std::thread`: the
+/// thread must take its guard before anything runs on it, and std's thread
+/// start-up allocates before the closure is called.
+fn spawn(args: Box<SenderArgs>) -> bool {
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        thread_state::guard_forever();
+        // SAFETY: `arg` is the box leaked by `spawn`, handed over exactly once.
+        let args = unsafe { Box::from_raw(arg.cast::<SenderArgs>()) };
+        run(args.sink, args.modules);
+        std::ptr::null_mut()
+    }
+    let arg = Box::into_raw(args);
+    // SAFETY: plain pthread calls with valid pointers; on failure the box is reclaimed.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut thread: libc::pthread_t = 0;
+        let rc = libc::pthread_create(&mut thread, &attr, start, arg.cast());
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            drop(Box::from_raw(arg));
+            return false;
+        }
+        libc::pthread_setname_np(thread, c"memshim-sender".as_ptr());
+    }
+    true
 }
 
 /// Runs `f` with every signal blocked, so that a thread it creates starts
@@ -130,7 +160,6 @@ fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn run(mut sink: Sink, mut modules: ModuleTracker) {
-    thread_state::guard_forever();
     let mut batch: Vec<Event> = Vec::with_capacity(BATCH_EVENTS);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut last_module_check = 0;

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""`make bench`: slowdown of memshim against the same programs run plain.
+
+Every workload runs plain, under memshim (exact mode, full stacks, through
+`memcollect run`), and under heaptrack when it is installed; runs are
+interleaved, and the table shows the median wall time of each and its ratio
+to plain. The table is printed and written to BENCHMARKS.md with the
+command lines that produced it. Nothing is installed: missing tools are named.
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RELEASE = os.path.join(ROOT, "target", "release")
+MEMCOLLECT = os.path.join(RELEASE, "memcollect")
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+
+
+def build_workloads(tmp):
+    alloc = os.path.join(tmp, "alloc")
+    subprocess.run(["cc", "-O2", "-g", "-pthread", "-o", alloc, os.path.join(ROOT, "bench", "alloc.c")], check=True)
+    demo_src = os.path.join(ROOT, "examples", "demo.c")
+    workloads = [
+        ("C alloc, small, 1 thread", [alloc, "small", "1", "2000000"]),
+        ("C alloc, small, 2 threads", [alloc, "small", "2", "1000000"]),
+        ("C alloc, mixed sizes", [alloc, "mixed", "1", "1000000"]),
+        ("C alloc, realloc growth", [alloc, "realloc", "1", "300000"]),
+        ("python3 (dicts, json)", [sys.executable, "-c",
+            "import json\nd={str(i):[i]*8 for i in range(200000)}\ns=json.dumps(d)\nprint(len(json.loads(s)))"]),
+        ("gcc -O2 -c demo.c", ["gcc", "-O2", "-c", demo_src, "-o", os.path.join(tmp, "demo.o")]),
+    ]
+    if shutil.which("git") and os.path.isdir(os.path.join(ROOT, ".git")):
+        workloads.append(("git log -p", ["git", "-C", ROOT, "log", "-p", "--stat"]))
+    return workloads
+
+
+def timed(cmd):
+    start = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def main():
+    if not os.path.exists(MEMCOLLECT):
+        sys.exit("bench: build first (make build)")
+    heaptrack = shutil.which("heaptrack")
+    if not heaptrack:
+        print("bench: heaptrack is not installed (apt-get install heaptrack); its column is left out")
+    with tempfile.TemporaryDirectory() as tmp:
+        modes = [
+            ("plain", lambda c: c),
+            ("memshim exact", lambda c: [MEMCOLLECT, "run", "--output", os.devnull, "--"] + c),
+        ]
+        if heaptrack:
+            modes.append(("heaptrack", lambda c: [heaptrack, "-o", os.path.join(tmp, "ht"), "--"] + c))
+        rows = []
+        for name, cmd in build_workloads(tmp):
+            times = {m: [] for m, _ in modes}
+            for _ in range(RUNS):
+                for mode, wrap in modes:
+                    times[mode].append(timed(wrap(cmd)))
+            medians = {m: statistics.median(t) for m, t in times.items()}
+            rows.append((name, cmd, medians))
+            print(f"{name:32} " + "  ".join(f"{m}: {medians[m]*1000:8.1f} ms" for m, _ in modes), flush=True)
+    header = "| workload | plain | " + " | ".join(m for m, _ in modes[1:]) + " |"
+    lines = [header, "|" + "---|" * (len(modes) + 1)]
+    for name, _, med in rows:
+        cells = [f"{med['plain']*1000:.1f} ms"]
+        for m, _ in modes[1:]:
+            cells.append(f"{med[m]*1000:.1f} ms ({med[m]/med['plain']:.2f}×)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as out:
+        out.write("# Benchmarks\n\nProduced by `make bench` (bench/run.py): median wall time of "
+                  f"{RUNS} interleaved runs per mode on this machine ({os.cpu_count()} cores), "
+                  "ratio to the plain run in parentheses. memshim runs in exact mode (every call, "
+                  "full stacks) through `memcollect run`, collector included.\n\n")
+        out.write(table + "\n\nCommands:\n\n")
+        for name, cmd, _ in rows:
+            out.write(f"- {name}: `{' '.join(cmd)}`\n")
+
+
+if __name__ == "__main__":
+    main()
