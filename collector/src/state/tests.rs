@@ -67,7 +67,7 @@ const MS: u64 = 1_000_000;
 #[test]
 fn totals_live_set_and_peak() {
     let s = run(vec![
-        malloc(1 * MS, 0x1000, 100, 1),
+        malloc(MS, 0x1000, 100, 1),
         alloc(2 * MS, 1, 0x2000, 50, 2, AllocKind::Calloc),
         malloc(3 * MS, 0x3000, 30, 1),
         free(4 * MS, 1, 0x1000, false),

@@ -1,0 +1,92 @@
+//! `memcollect report`: from the running collector or from trace files.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::thread;
+
+use memshim_proto::paths::socket_path;
+
+use crate::cli::ReportArgs;
+use crate::commands::output::{emit, Terminal};
+use crate::control::{query, Request};
+use crate::failure::Failure;
+use crate::ingest::{ingest, IngestError};
+use crate::registry::Registry;
+use crate::report::build::{build_report, ReportOptions};
+use crate::report::Report;
+use crate::symbolize::SymbolCache;
+
+/// Prints the report asked for.
+pub fn report(args: ReportArgs) -> Result<i32, Failure> {
+    let report = if args.traces.is_empty() {
+        let socket = args.socket.unwrap_or_else(socket_path);
+        query(
+            &socket,
+            &Request {
+                top: args.output.top,
+                pid: args.pid,
+            },
+        )?
+    } else {
+        offline(
+            &args.traces,
+            &ReportOptions {
+                top: args.output.top,
+                pid: args.pid,
+            },
+        )?
+    };
+    emit(
+        &report,
+        args.output.format,
+        args.output.output.as_deref(),
+        Terminal::Stdout,
+    )?;
+    Ok(0)
+}
+
+/// Builds a report from trace files, read in parallel (a forked child's
+/// trace waits for its parent's, as on the socket).
+pub fn offline(traces: &[PathBuf], options: &ReportOptions) -> Result<Report, Failure> {
+    let registry = Registry::default();
+    let results: Vec<(PathBuf, Result<(), String>)> = thread::scope(|scope| {
+        let workers: Vec<_> = traces
+            .iter()
+            .map(|path| {
+                let registry = &registry;
+                scope.spawn(move || (path.clone(), read_trace(registry, path)))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| (PathBuf::new(), Err("internal error".into())))
+            })
+            .collect()
+    });
+    for (path, result) in results {
+        if let Err(e) = result {
+            return Err(Failure::new(format!("{}: {e}", path.display())));
+        }
+    }
+    Ok(build_report(&registry, &SymbolCache::default(), options))
+}
+
+/// Reads one trace; a trace cut short is reported with a warning, an unreadable one is an error.
+fn read_trace(registry: &Registry, path: &PathBuf) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    match ingest(registry, file, None) {
+        Ok(_) => Ok(()),
+        Err(failure) => match (failure.pid, &failure.error) {
+            (Some(pid), IngestError::Frame(e)) => {
+                eprintln!(
+                    "memcollect: {}: {e}; reporting pid {pid} as far as it was read",
+                    path.display()
+                );
+                Ok(())
+            }
+            _ => Err(failure.error.to_string()),
+        },
+    }
+}

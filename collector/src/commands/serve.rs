@@ -1,0 +1,36 @@
+//! `memcollect serve`: the long-running collector.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use memshim_proto::paths::socket_path;
+
+use crate::cli::ServeArgs;
+use crate::failure::Failure;
+use crate::registry::Registry;
+use crate::server::Server;
+use crate::symbolize::SymbolCache;
+
+/// Serves until SIGINT or SIGTERM, then removes the socket.
+pub fn serve(args: ServeArgs) -> Result<i32, Failure> {
+    let path = args.socket.unwrap_or_else(socket_path);
+    if let Some(dir) = &args.data_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    }
+    let server = Server::bind(
+        &path,
+        Arc::new(Registry::default()),
+        Arc::new(SymbolCache::default()),
+        args.data_dir,
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
+    }
+    eprintln!("memcollect: listening on {}", server.path().display());
+    server.serve(&stop);
+    server.remove_socket();
+    Ok(0)
+}

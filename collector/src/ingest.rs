@@ -1,0 +1,147 @@
+//! Reading one event stream into the registry.
+
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use memshim_proto::{Event, FrameError, FrameReader, Hello};
+
+use crate::registry::{Registry, SessionHandle};
+use crate::state::ProtocolError;
+use crate::tee::{TeeReader, TeeSink};
+
+/// Why a stream could not be read to its end.
+#[derive(Debug)]
+pub enum IngestError {
+    /// Bad header, corrupt or truncated frame, read error.
+    Frame(FrameError),
+    /// The stream's first event is not a `Hello`.
+    NoHello,
+    /// The events decode but make no sense.
+    Protocol(ProtocolError),
+}
+
+impl std::fmt::Display for IngestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IngestError::Frame(e) => e.fmt(f),
+            IngestError::NoHello => {
+                write!(f, "protocol error: the stream does not start with Hello")
+            }
+            IngestError::Protocol(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for IngestError {}
+
+/// A stream that stopped early; its session, if it had one, is kept as cut.
+#[derive(Debug)]
+pub struct IngestFailure {
+    /// The pid of the stream, once its `Hello` was read.
+    pub pid: Option<u32>,
+    /// What went wrong.
+    pub error: IngestError,
+}
+
+impl std::fmt::Display for IngestFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "stream of pid {pid}: {}", self.error),
+            None => write!(f, "stream: {}", self.error),
+        }
+    }
+}
+
+impl std::error::Error for IngestFailure {}
+
+/// Where to save a copy of the raw stream.
+#[derive(Debug, Clone, Copy)]
+pub struct SaveTo<'a> {
+    /// The directory for `<pid>-<unix_ms>.mst` files.
+    pub dir: &'a Path,
+}
+
+/// Reads a whole stream (header included) into `registry`.
+///
+/// Returns the session it fed. On error the session keeps what it had and is
+/// closed as cut.
+pub fn ingest<R: Read>(
+    registry: &Registry,
+    reader: R,
+    save: Option<SaveTo<'_>>,
+) -> Result<Arc<SessionHandle>, IngestFailure> {
+    let (reader, tee) = TeeReader::new(reader);
+    if save.is_none() {
+        tee.disable();
+    }
+    let fail = |pid, error| IngestFailure { pid, error };
+    let mut frames = FrameReader::new(BufReader::with_capacity(1 << 16, reader))
+        .map_err(|e| fail(None, IngestError::Frame(e)))?;
+    let (hello, rest) = first_hello(&mut frames).map_err(|e| fail(None, e))?;
+    let pid = hello.pid;
+    if let Some(save) = save {
+        let unix_ms = hello.start_unix_ns / 1_000_000;
+        if let Err(e) = tee.open(save.dir, pid, unix_ms) {
+            eprintln!(
+                "memcollect: cannot save the stream of pid {pid} in {}: {e}",
+                save.dir.display()
+            );
+        }
+    }
+    let handle = registry.open(hello);
+    let result = apply_all(registry, &handle, rest, &mut frames);
+    registry.close(&handle);
+    finish_tee(&tee, pid);
+    result.map(|()| handle).map_err(|e| fail(Some(pid), e))
+}
+
+fn finish_tee(tee: &TeeSink, pid: u32) {
+    if let Err(e) = tee.finish() {
+        eprintln!("memcollect: cannot save the stream of pid {pid}: {e}");
+    }
+}
+
+fn first_hello<R: Read>(
+    frames: &mut FrameReader<R>,
+) -> Result<(Hello, std::vec::IntoIter<Event>), IngestError> {
+    loop {
+        let Some(batch) = frames.next_batch().map_err(IngestError::Frame)? else {
+            return Err(IngestError::NoHello);
+        };
+        let mut events = batch.into_iter();
+        match events.next() {
+            None => continue,
+            Some(Event::Hello(h)) => return Ok((h, events)),
+            Some(_) => return Err(IngestError::NoHello),
+        }
+    }
+}
+
+fn apply_all<R: Read>(
+    registry: &Registry,
+    handle: &SessionHandle,
+    first: std::vec::IntoIter<Event>,
+    frames: &mut FrameReader<R>,
+) -> Result<(), IngestError> {
+    apply_batch(registry, handle, first)?;
+    while let Some(batch) = frames.next_batch().map_err(IngestError::Frame)? {
+        apply_batch(registry, handle, batch.into_iter())?;
+    }
+    Ok(())
+}
+
+fn apply_batch(
+    registry: &Registry,
+    handle: &SessionHandle,
+    events: impl Iterator<Item = Event>,
+) -> Result<(), IngestError> {
+    let mut session = handle.lock();
+    for event in events {
+        if let Event::Forked { child_pid, .. } = event {
+            registry.offer_fork(session.hello().pid, child_pid, session.fork_snapshot());
+        }
+        session.apply(event).map_err(IngestError::Protocol)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Every session the collector knows, and the hand-over of state from a
+//! forking parent to its child.
+//!
+//! Lock order: a session's lock may be taken before `forks`, and `forks`
+//! before `inner`; `inner` is never held while taking another lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use memshim_proto::Hello;
+
+use crate::state::{Exit, ForkSnapshot, Session};
+
+/// How long a forked child's stream waits for its parent's fork snapshot.
+pub const DEFAULT_FORK_WAIT: Duration = Duration::from_secs(5);
+/// Unclaimed fork snapshots are dropped after this long.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
+/// At most this many unclaimed fork snapshots are kept; the oldest go first.
+const MAX_SNAPSHOTS: usize = 256;
+/// A cut stream followed this soon by a fresh image of the same pid was an `exec`.
+const EXEC_GAP_NS: u64 = 5_000_000_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One session, shared between its connection and the reporters.
+#[derive(Debug)]
+pub struct SessionHandle {
+    session: Mutex<Session>,
+    closed: AtomicBool,
+}
+
+impl SessionHandle {
+    /// Locks the session.
+    pub fn lock(&self) -> MutexGuard<'_, Session> {
+        lock(&self.session)
+    }
+
+    /// Whether its stream is over.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug)]
+struct PendingFork {
+    parent_pid: u32,
+    offered: Instant,
+    snapshot: ForkSnapshot,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: Vec<Arc<SessionHandle>>,
+    latest: HashMap<u32, Arc<SessionHandle>>,
+}
+
+/// All sessions, in the order their streams opened.
+#[derive(Debug)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    forks: Mutex<HashMap<u32, PendingFork>>,
+    fork_cv: Condvar,
+    fork_wait: Duration,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_fork_wait(DEFAULT_FORK_WAIT)
+    }
+}
+
+impl Registry {
+    /// A registry whose forked children wait at most `fork_wait` for their parent's state.
+    pub fn with_fork_wait(fork_wait: Duration) -> Self {
+        Registry {
+            inner: Mutex::default(),
+            forks: Mutex::default(),
+            fork_cv: Condvar::new(),
+            fork_wait,
+        }
+    }
+
+    /// Opens the session of a stream that said `hello`.
+    ///
+    /// A forked child waits (bounded) for its parent's snapshot. A fresh image
+    /// of a pid whose previous image is still open or was just cut marks that
+    /// one as replaced by `exec`.
+    pub fn open(&self, hello: Hello) -> Arc<SessionHandle> {
+        let session = match hello.forked_from {
+            Some(parent) => match self.claim_fork(hello.pid, parent) {
+                Some(snapshot) => Session::forked(hello, snapshot),
+                None => Session::new(hello),
+            },
+            None => {
+                self.discard_fork(hello.pid);
+                if let Some(prev) = self.latest(hello.pid) {
+                    mark_exec_if_replaced(&mut prev.lock(), &hello);
+                }
+                Session::new(hello)
+            }
+        };
+        let pid = session.hello().pid;
+        let handle = Arc::new(SessionHandle {
+            session: Mutex::new(session),
+            closed: AtomicBool::new(false),
+        });
+        let mut inner = lock(&self.inner);
+        inner.sessions.push(Arc::clone(&handle));
+        inner.latest.insert(pid, Arc::clone(&handle));
+        handle
+    }
+
+    /// Marks a session's stream as over (end of stream or error).
+    pub fn close(&self, handle: &SessionHandle) {
+        handle.lock().close();
+        handle.closed.store(true, Ordering::Release);
+        // Wake children waiting for this parent: it will fork no more.
+        let _forks = lock(&self.forks);
+        self.fork_cv.notify_all();
+    }
+
+    /// Offers the state of `parent_pid` at its fork of `child_pid` to the child's stream.
+    pub fn offer_fork(&self, parent_pid: u32, child_pid: u32, snapshot: ForkSnapshot) {
+        let mut forks = lock(&self.forks);
+        let now = Instant::now();
+        forks.retain(|_, p| now.duration_since(p.offered) < SNAPSHOT_TTL);
+        while forks.len() >= MAX_SNAPSHOTS {
+            let oldest = forks
+                .iter()
+                .min_by_key(|(_, p)| p.offered)
+                .map(|(&pid, _)| pid);
+            match oldest {
+                Some(pid) => forks.remove(&pid),
+                None => break,
+            };
+        }
+        forks.insert(
+            child_pid,
+            PendingFork {
+                parent_pid,
+                offered: now,
+                snapshot,
+            },
+        );
+        self.fork_cv.notify_all();
+    }
+
+    /// Number of fork snapshots waiting for their child.
+    pub fn pending_forks(&self) -> usize {
+        lock(&self.forks).len()
+    }
+
+    fn claim_fork(&self, child_pid: u32, parent_pid: u32) -> Option<ForkSnapshot> {
+        let deadline = Instant::now() + self.fork_wait;
+        let mut forks = lock(&self.forks);
+        loop {
+            if forks
+                .get(&child_pid)
+                .is_some_and(|p| p.parent_pid == parent_pid)
+            {
+                return forks.remove(&child_pid).map(|p| p.snapshot);
+            }
+            let parent_closed = self.latest(parent_pid).is_some_and(|h| h.is_closed());
+            let now = Instant::now();
+            if parent_closed || now >= deadline {
+                return None;
+            }
+            forks = self
+                .fork_cv
+                .wait_timeout(forks, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn discard_fork(&self, pid: u32) {
+        lock(&self.forks).remove(&pid);
+    }
+
+    fn latest(&self, pid: u32) -> Option<Arc<SessionHandle>> {
+        lock(&self.inner).latest.get(&pid).cloned()
+    }
+
+    /// Every session, in the order their streams opened.
+    pub fn sessions(&self) -> Vec<Arc<SessionHandle>> {
+        lock(&self.inner).sessions.clone()
+    }
+
+    /// Uses the status `waitpid` gave for `pid` when its last stream could not tell.
+    pub fn refine_exit(&self, pid: u32, exit: Exit) {
+        if let Some(handle) = self.latest(pid) {
+            let mut s = handle.lock();
+            if matches!(s.exit(), Exit::Cut | Exit::Exited) {
+                s.set_exit(exit);
+            }
+        }
+    }
+
+    /// Closes every session whose stream is still open (their data is kept, as cut).
+    pub fn cut_open_sessions(&self) {
+        for handle in self.sessions() {
+            if !handle.is_closed() {
+                self.close(&handle);
+            }
+        }
+    }
+}
+
+fn mark_exec_if_replaced(prev: &mut Session, hello: &Hello) {
+    let prev_end_ns = prev.hello().start_unix_ns.saturating_add(prev.last_ts());
+    let replaced = match prev.exit() {
+        Exit::Running => true,
+        Exit::Cut => hello.start_unix_ns.saturating_sub(prev_end_ns) < EXEC_GAP_NS,
+        _ => false,
+    };
+    if replaced {
+        prev.set_exit(Exit::Exec);
+    }
+}

@@ -1,0 +1,132 @@
+//! `memcollect run`: a private collector, the command with the shim
+//! preloaded, the report once the whole process tree has ended.
+//!
+//! * [`target`]: resolving the command, refusing static executables.
+//! * [`shim`]: finding `libmemshim.so`.
+//! * [`private_dir`]: the 0700 directory of the private socket.
+//! * [`reaper`]: subreaper, reaping and signal forwarding.
+
+pub mod private_dir;
+pub mod reaper;
+pub mod shim;
+pub mod target;
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use memshim_proto::paths::{ENV_SAMPLE_BYTES, ENV_SOCKET};
+
+use crate::cli::RunArgs;
+use crate::commands::output::{emit, Terminal};
+use crate::failure::Failure;
+use crate::registry::Registry;
+use crate::report::build::{build_report, ReportOptions};
+use crate::server::Server;
+use crate::symbolize::SymbolCache;
+use private_dir::PrivateDir;
+use reaper::{become_subreaper, forward_signals, reap_all};
+
+/// How long streams may take to drain after the last process ended.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `LD_PRELOAD` with the shim in front of what the environment already preloads.
+fn preload_value(shim: &Path) -> OsString {
+    let mut value = OsString::from(shim);
+    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        value.push(":");
+        value.push(existing);
+    }
+    value
+}
+
+/// Runs the command under the profiler; returns the command's exit code.
+pub fn run(args: RunArgs) -> Result<i32, Failure> {
+    let shim = shim::locate(args.shim.as_deref())?;
+    let (command, command_args) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Failure::with_code("no command given", target::CANNOT_PROFILE))?;
+    let program = target::resolve(command)?;
+    let dir =
+        PrivateDir::create().map_err(|e| format!("cannot create a private directory: {e}"))?;
+    let registry = Arc::new(Registry::default());
+    let cache = Arc::new(SymbolCache::default());
+    let server = Arc::new(Server::bind(
+        &dir.path().join("collector.sock"),
+        Arc::clone(&registry),
+        Arc::clone(&cache),
+        None,
+    )?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acceptor = {
+        let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
+        thread::Builder::new()
+            .name("memcollect-accept".into())
+            .spawn(move || server.serve(&stop))
+            .map_err(|e| format!("cannot start the collector thread: {e}"))?
+    };
+    become_subreaper().map_err(|e| format!("cannot become a subreaper: {e}"))?;
+    let child_pid = Arc::new(AtomicI32::new(0));
+    forward_signals(Arc::clone(&child_pid))
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let child = Command::new(&program)
+        .arg0(command)
+        .args(command_args)
+        .env("LD_PRELOAD", preload_value(&shim))
+        .env(ENV_SOCKET, server.path())
+        .env(ENV_SAMPLE_BYTES, args.sample_bytes.to_string())
+        .spawn()
+        .map_err(|e| {
+            Failure::with_code(
+                format!("cannot run {}: {e}", Path::new(command).display()),
+                target::NOT_EXECUTABLE,
+            )
+        })?;
+    let pid = child.id();
+    child_pid.store(pid as i32, Ordering::Release);
+    let reaped = reap_all();
+    child_pid.store(0, Ordering::Release);
+
+    stop.store(true, Ordering::Release);
+    if acceptor.join().is_err() {
+        eprintln!("memcollect: the collector thread failed; the report may be incomplete");
+    }
+    if !server.wait_idle(DRAIN_TIMEOUT) {
+        eprintln!(
+            "memcollect: some streams were still open {} s after the last process ended; reporting them as cut",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    registry.cut_open_sessions();
+    for r in &reaped {
+        registry.refine_exit(r.pid, r.exit);
+    }
+    let report = build_report(
+        &registry,
+        &cache,
+        &ReportOptions {
+            top: args.output.top,
+            pid: None,
+        },
+    );
+    server.remove_socket();
+    drop(dir);
+    emit(
+        &report,
+        args.output.format,
+        args.output.output.as_deref(),
+        Terminal::Stderr,
+    )?;
+    let code = reaped
+        .iter()
+        .find(|r| r.pid == pid)
+        .map_or(1, |r| r.shell_code());
+    Ok(code)
+}

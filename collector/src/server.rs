@@ -1,0 +1,220 @@
+//! The collector's socket: one thread per connection, streams and control
+//! requests told apart by their first eight bytes.
+
+use std::fs::{self, DirBuilder};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use memshim_proto::STREAM_MAGIC;
+
+use crate::control::{self, CONTROL_MAGIC};
+use crate::ingest::{ingest, SaveTo};
+use crate::registry::Registry;
+use crate::symbolize::SymbolCache;
+
+/// How often the accept loop checks whether it should stop.
+const POLL_INTERVAL_MS: i32 = 100;
+
+/// Counts the connections being served, to wait for them to finish.
+#[derive(Debug, Default)]
+struct Active {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Active {
+    fn enter(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
+    fn leave(&self) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count -= 1;
+        if *count == 0 {
+            self.idle.notify_all();
+        }
+    }
+}
+
+/// What every connection thread shares.
+#[derive(Debug)]
+struct Shared {
+    registry: Arc<Registry>,
+    cache: Arc<SymbolCache>,
+    data_dir: Option<PathBuf>,
+    active: Active,
+}
+
+/// A bound collector socket.
+#[derive(Debug)]
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds `path` (creating its directory with mode 0700, replacing a stale
+    /// socket, refusing if a collector is live there).
+    pub fn bind(
+        path: &Path,
+        registry: Arc<Registry>,
+        cache: Arc<SymbolCache>,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Server, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+        }
+        clear_stale_socket(path)?;
+        let listener = UnixListener::bind(path)
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        Ok(Server {
+            listener,
+            path: path.to_owned(),
+            shared: Arc::new(Shared {
+                registry,
+                cache,
+                data_dir,
+                active: Active::default(),
+            }),
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Accepts connections until `stop` is set, then accepts those already
+    /// waiting and returns (connection threads go on).
+    pub fn serve(&self, stop: &AtomicBool) {
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            self.accept_waiting();
+            if stopping {
+                return;
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, for the duration of the call.
+            unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) };
+        }
+    }
+
+    fn accept_waiting(&self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.spawn(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("memcollect: accepting a connection failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, stream: UnixStream) {
+        let shared = Arc::clone(&self.shared);
+        shared.active.enter();
+        let spawned = thread::Builder::new()
+            .name("memcollect-conn".into())
+            .spawn(move || {
+                handle(&shared, stream);
+                shared.active.leave();
+            });
+        if let Err(e) = spawned {
+            eprintln!("memcollect: cannot start a connection thread: {e}");
+            self.shared.active.leave();
+        }
+    }
+
+    /// Waits until no connection is being served, at most `timeout`; true if idle.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let active = &self.shared.active;
+        let mut count = active.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            count = active
+                .idle
+                .wait_timeout(count, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Removes the socket file.
+    pub fn remove_socket(&self) {
+        // The file may already be gone; nothing to report then.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn clear_stale_socket(path: &Path) -> Result<(), String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(format!("{} exists and is not a socket", path.display()));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(format!(
+            "another collector is already listening on {}",
+            path.display()
+        ));
+    }
+    fs::remove_file(path)
+        .map_err(|e| format!("cannot remove the stale socket {}: {e}", path.display()))
+}
+
+fn handle(shared: &Shared, mut stream: UnixStream) {
+    if let Err(e) = stream.set_nonblocking(false) {
+        eprintln!("memcollect: connection setup failed: {e}");
+        return;
+    }
+    let mut magic = [0u8; 8];
+    if let Err(e) = stream.read_exact(&mut magic) {
+        eprintln!("memcollect: a peer closed its connection before identifying itself ({e})");
+        return;
+    }
+    if magic == STREAM_MAGIC {
+        let save = shared.data_dir.as_deref().map(|dir| SaveTo { dir });
+        let reader = io::Cursor::new(magic).chain(stream);
+        if let Err(failure) = ingest(&shared.registry, reader, save) {
+            eprintln!("memcollect: {failure}");
+        }
+    } else if magic == CONTROL_MAGIC {
+        if let Err(e) = control::serve(&mut stream, &shared.registry, &shared.cache) {
+            eprintln!("memcollect: control request failed: {e}");
+        }
+    } else {
+        eprintln!("memcollect: rejected a connection that is neither a memshim stream nor a control request");
+    }
+}
