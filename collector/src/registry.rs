@@ -221,3 +221,64 @@ fn mark_exec_if_replaced(prev: &mut Session, hello: &Hello) {
         prev.set_exit(Exit::Exec);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::tests::{end, hello, malloc};
+    use memshim_proto::EndReason;
+
+    #[test]
+    fn a_fresh_image_of_an_open_or_just_cut_pid_marks_an_exec() {
+        let r = Registry::with_fork_wait(Duration::from_millis(10));
+        let first = r.open(hello(100, None));
+        first.lock().apply(malloc(1, 0x10, 8, 1)).unwrap();
+        let second = r.open(hello(100, None));
+        assert_eq!(first.lock().exit(), Exit::Exec);
+        r.close(&first);
+        assert_eq!(
+            first.lock().exit(),
+            Exit::Exec,
+            "a late EOF does not make it cut"
+        );
+        r.close(&second);
+        assert_eq!(second.lock().exit(), Exit::Cut);
+        let third = r.open(hello(100, None));
+        assert_eq!(second.lock().exit(), Exit::Exec);
+        third.lock().apply(end(5, EndReason::Exit(0))).unwrap();
+        r.close(&third);
+        let fourth = r.open(hello(100, None));
+        assert_eq!(
+            third.lock().exit(),
+            Exit::Code(0),
+            "an orderly exit stays an exit"
+        );
+        assert_eq!(r.sessions().len(), 4);
+        drop(fourth);
+    }
+
+    #[test]
+    fn unclaimed_snapshots_are_dropped_and_waits_are_bounded() {
+        let r = Registry::with_fork_wait(Duration::from_millis(50));
+        let parent = r.open(hello(1, None));
+        let snapshot = parent.lock().fork_snapshot();
+        r.offer_fork(1, 2, snapshot.clone());
+        // The child exec'd before its shim spoke: its fresh image discards the snapshot.
+        r.open(hello(2, None));
+        assert_eq!(r.pending_forks(), 0);
+        // A child whose parent never forks (as far as we know) waits only so long.
+        let started = Instant::now();
+        let orphan = r.open(hello(3, Some(1)));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(orphan.lock().heap().live_bytes(), 0);
+        // Once the parent's stream is closed, children stop waiting at once.
+        r.close(&parent);
+        let started = Instant::now();
+        r.open(hello(4, Some(1)));
+        assert!(started.elapsed() < Duration::from_millis(50));
+        for pid in 10..10 + 2 * MAX_SNAPSHOTS as u32 {
+            r.offer_fork(1, pid, snapshot.clone());
+        }
+        assert_eq!(r.pending_forks(), MAX_SNAPSHOTS);
+    }
+}

@@ -24,6 +24,15 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// `n thing` or `n things`.
+fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{} {thing}s", count(n))
+    }
+}
+
 fn exit_text(exit: &Exit) -> String {
     match exit {
         Exit::Running => "running".into(),
@@ -113,9 +122,9 @@ fn process(out: &mut String, p: &ProcessReport) {
     };
     let _ = writeln!(
         out,
-        "  {live_label}  {} in {} blocks",
+        "  {live_label}  {} in {}",
         size_exact(t.live_bytes),
-        count(t.live_blocks)
+        plural(t.live_blocks, "block")
     );
     if t.mmap_live_bytes > 0 {
         let _ = writeln!(
@@ -172,20 +181,20 @@ enum SiteFocus {
 fn site(out: &mut String, rank: usize, s: &SiteReport, focus: SiteFocus) {
     let head = match focus {
         SiteFocus::Live => format!(
-            "{} live in {} blocks",
+            "{} live in {}",
             size_exact(s.live_bytes),
-            count(s.live_blocks)
+            plural(s.live_blocks, "block")
         ),
         SiteFocus::Allocated => format!(
-            "{} allocated in {} calls",
+            "{} allocated in {}",
             size_exact(s.bytes_allocated),
-            count(s.alloc_calls)
+            plural(s.alloc_calls, "call")
         ),
     };
     let rest = match focus {
         SiteFocus::Live => format!(
-            "{} calls, {} allocated, {} at peak",
-            count(s.alloc_calls),
+            "{}, {} allocated, {} at peak",
+            plural(s.alloc_calls, "call"),
             size(s.bytes_allocated),
             size(s.peak_bytes)
         ),

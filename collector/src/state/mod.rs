@@ -14,7 +14,7 @@ pub mod session;
 pub mod timeline;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use heap::{Heap, LiveBlock, Site};
 pub use session::{Counters, Exit, ForkSnapshot, ProtocolError, Session};
