@@ -73,12 +73,12 @@ fn truncated_or_corrupt_tails_keep_what_was_read() {
     let full = trace();
     let path = dir.path().join("t.mst");
     std::fs::write(&path, &full).unwrap();
-    let report = offline(&[path.clone()], &OPTIONS).unwrap();
+    let report = offline(std::slice::from_ref(&path), &OPTIONS).unwrap();
     assert_eq!(report.processes[0].totals.live_bytes, 20);
     assert_eq!(report.processes[0].exit, Exit::Cut, "no End event: cut");
 
     std::fs::write(&path, &full[..full.len() - 2]).unwrap();
-    let report = offline(&[path.clone()], &OPTIONS).unwrap();
+    let report = offline(std::slice::from_ref(&path), &OPTIONS).unwrap();
     assert_eq!(
         report.processes[0].totals.live_bytes, 10,
         "the first frame survives"
