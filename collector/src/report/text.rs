@@ -242,11 +242,14 @@ fn frame(f: &Frame) -> String {
 }
 
 fn summary(out: &mut String, processes: &[ProcessReport]) {
+    let title = format!(
+        "== Summary: {} ",
+        plural(processes.len() as u64, "process image")
+    );
     let _ = writeln!(
         out,
-        "== Summary: {} process images {}",
-        processes.len(),
-        "=".repeat(50)
+        "{title}{}",
+        "=".repeat(78usize.saturating_sub(title.len()))
     );
     let _ = writeln!(
         out,
