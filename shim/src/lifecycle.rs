@@ -34,6 +34,9 @@ static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
 static CONFIG: OnceLock<Config> = OnceLock::new();
 static PENDING_CHILD_OF: AtomicU32 = AtomicU32::new(0);
 static EXIT_CODE: AtomicI64 = AtomicI64::new(EXIT_CODE_UNKNOWN);
+/// Pid whose stream the queues feed: a `vfork` child shares the parent's
+/// memory, queues included, and must not end the parent's stream.
+static STREAM_PID: AtomicU32 = AtomicU32::new(0);
 
 /// Initialises the shim if nobody has yet. Cheap after the first call.
 #[inline(always)]
@@ -106,6 +109,7 @@ fn start_child_stream() {
 fn start_stream(forked_from: Option<u32>) {
     let Some(config) = CONFIG.get() else { return };
     let hello = hello(forked_from, config);
+    STREAM_PID.store(hello.pid, Ordering::Release);
     let sink = match UnixStream::connect(&config.socket) {
         Ok(s) => Some(Sink::Socket(s)),
         Err(connect_err) => match config.output_path(hello.pid) {
@@ -205,9 +209,12 @@ extern "C" fn at_exit() {
 }
 
 /// Before `exec`: send everything and say so. If `exec` fails the stream
-/// simply goes on.
+/// simply goes on. A `vfork` child (another pid on the parent's memory) is
+/// about to become a new image without ever having had a stream: nothing to do.
 pub fn before_exec() {
-    if has_stream() && recorder::end(RawKind::EndExec, None) {
+    // SAFETY: getpid has no preconditions.
+    let own_stream = STREAM_PID.load(Ordering::Acquire) == unsafe { libc::getpid() } as u32;
+    if own_stream && has_stream() && recorder::end(RawKind::EndExec, None) {
         sender::flush(FLUSH_TIMEOUT);
     }
 }
