@@ -31,6 +31,7 @@ mod recorder;
 mod sender;
 mod stack;
 mod thread_state;
+mod unwind;
 
 #[global_allocator]
 static ALLOCATOR: allocator::RealAllocator = allocator::RealAllocator;

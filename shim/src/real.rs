@@ -36,6 +36,8 @@ pub struct RealFns {
     pub execvp: unsafe extern "C" fn(*const libc::c_char, *const *const libc::c_char) -> c_int,
     pub execvpe: ExecFn,
     pub libc_start_main: Option<LibcStartMain>,
+    /// `dlclose(3)` (in libdl before glibc 2.34, hence optional).
+    pub dlclose: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
 }
 
 /// `execve`/`execvpe`: path, argv, envp.
@@ -137,6 +139,7 @@ fn resolve() -> RealFns {
         execvp: required!(c"execvp"),
         execvpe: required!(c"execvpe"),
         libc_start_main: optional!(c"__libc_start_main"),
+        dlclose: optional!(c"dlclose"),
     }
 }
 

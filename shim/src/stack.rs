@@ -25,10 +25,15 @@ pub struct Frames {
 static SELF_START: AtomicUsize = AtomicUsize::new(0);
 static SELF_END: AtomicUsize = AtomicUsize::new(0);
 
-/// Tells the unwinder where the shim's own code lives, so its frames are dropped.
+/// Tells the unwinder where the shim's own code lives, so its frames are
+/// dropped, and registers the loaded modules with the in-process unwinder.
+///
+/// Called once by the shim's initialisation, with the guard held.
 pub fn set_own_range(start: usize, end: usize) {
     SELF_START.store(start, Ordering::Relaxed);
     SELF_END.store(end, Ordering::Relaxed);
+    #[cfg(target_arch = "x86_64")]
+    crate::unwind::init();
 }
 
 #[inline(always)]
@@ -39,10 +44,26 @@ fn is_own(ip: usize) -> bool {
 
 /// Captures up to `depth` frames of the current thread, leaving out the shim's own.
 ///
+/// The shim's frames (the hook and the unwinder on top, `main`'s wrapper at
+/// the bottom) are dropped wherever they are. On x86-64 this uses the
+/// in-process framehop unwinder ([`crate::unwind`]); elsewhere, or on a
+/// thread that could not set it up, libgcc's.
+///
 /// Must run under the thread's guard: the unwinder may allocate on first use.
 #[inline(always)]
 pub fn capture(depth: usize, out: &mut Frames) {
     let depth = depth.min(MAX_FRAMES);
+    out.len = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::unwind::capture(depth, out, |ip| is_own(ip as usize)) {
+        return;
+    }
+    capture_libgcc(depth, out);
+}
+
+/// The fallback: libgcc's `_Unwind_Backtrace`, correct but slow.
+#[inline(never)]
+fn capture_libgcc(depth: usize, out: &mut Frames) {
     out.len = 0;
     // SAFETY: the unsynchronized variant is required inside malloc (the
     // synchronized one takes a lock that a forked child could inherit held);
@@ -50,8 +71,6 @@ pub fn capture(depth: usize, out: &mut Frames) {
     unsafe {
         backtrace::trace_unsynchronized(|frame| {
             let ip = frame.ip() as usize;
-            // The shim's frames: the hook and the unwinder on top, and
-            // `main`'s wrapper at the bottom.
             if is_own(ip) {
                 return true;
             }

@@ -5,6 +5,12 @@
 struct memshim_thread_state {
     uint32_t guard;     /* non-zero while the shim itself runs on this thread */
     uint32_t tid;       /* cached kernel thread id, 0 until first needed */
+    /* The in-process unwinder's per-thread part (see src/unwind/mod.rs). */
+    void *unwind_cache;      /* this thread's framehop cache, NULL until its first capture */
+    uintptr_t stack_lo;      /* lowest address of this thread's stack, 0 until known */
+    uintptr_t stack_hi;      /* one past its highest address */
+    uint32_t unwind_slot;    /* this thread's reader slot in the module registry */
+    uint32_t unwind_status;  /* 0 not set up, 1 ready, 2 failed, 3 thread exiting */
 };
 
 static __thread struct memshim_thread_state state

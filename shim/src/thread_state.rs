@@ -1,4 +1,5 @@
-//! Per-thread state: the reentrancy guard and the cached thread id.
+//! Per-thread state: the reentrancy guard, the cached thread id and the
+//! unwinder's per-thread part ([`UnwindTls`]).
 //!
 //! Everything the shim does that may allocate (stack capture, queueing,
 //! `dlsym`, thread creation) runs with this thread's guard set; hooked calls
@@ -9,6 +10,24 @@
 pub struct ThreadState {
     guard: u32,
     tid: u32,
+    unwind: UnwindTls,
+}
+
+/// The unwinder's per-thread state (see `crate::unwind`), set up on the
+/// thread's first capture. Mirrors the `unwind_*`/`stack_*` fields of
+/// `struct memshim_thread_state`.
+#[repr(C)]
+pub struct UnwindTls {
+    /// This thread's framehop cache (a leaked `Box`), null until set up.
+    pub cache: *mut std::ffi::c_void,
+    /// Lowest address of this thread's stack, 0 until known.
+    pub stack_lo: usize,
+    /// One past the highest address of this thread's stack.
+    pub stack_hi: usize,
+    /// This thread's reader slot in the module registry.
+    pub slot: u32,
+    /// One of the `crate::unwind::STATUS_*` values.
+    pub status: u32,
 }
 
 extern "C" {
@@ -73,4 +92,14 @@ pub fn guard_forever() {
 pub fn forget_tid() {
     // SAFETY: the state belongs to this thread.
     unsafe { (*state()).tid = 0 }
+}
+
+/// This thread's unwinder state.
+///
+/// The pointer is valid for the thread's whole life (initial-exec TLS) and
+/// must only be used by this thread.
+#[inline(always)]
+pub fn unwind_tls() -> *mut UnwindTls {
+    // SAFETY: see `state`; taking a field's address reads nothing.
+    unsafe { std::ptr::addr_of_mut!((*state()).unwind) }
 }

@@ -1,0 +1,271 @@
+//! The in-process unwinder: framehop over the `.eh_frame` tables already in
+//! memory, with no allocation, lock or system call while it unwinds.
+//!
+//! * [`registry`] keeps the set of loaded modules current and readable
+//!   without a lock (the `dlclose` hook in `hooks::dl` updates it around
+//!   unloads; loads are picked up when an unwind meets an unknown address).
+//! * Each thread gets, on its first capture (under its guard, where
+//!   allocating is fine): a framehop cache, its stack's bounds
+//!   (`pthread_getattr_np`) and a reader slot, all kept in its initial-exec
+//!   TLS state (`thread_state::UnwindTls`). A pthread key destructor frees
+//!   the cache and the slot when the thread exits; the main thread's, left
+//!   at `exit`, goes with the process.
+//! * Every stack read is checked against `[sp at capture, top of the
+//!   thread's stack)`: everything in it is mapped, and a caller's frame is
+//!   never anywhere else. A bad unwind (garbage CFI, code without unwind
+//!   information) ends the stack, it cannot fault.
+//!
+//! [`capture`] returns `false` when it cannot run (set-up failed, no free
+//! slot, the thread is exiting): the caller then uses the libgcc unwinder.
+//!
+//! Known limits: no unwinding through signal frames (the stack ends at the
+//! handler); a capture on a stack other than the thread's own (a signal
+//! alternate stack, a user-space coroutine stack) records no frames; code
+//! without unwind information (JIT code) is crossed with framehop's
+//! frame-pointer rule, which may end the stack early.
+
+#![cfg(target_arch = "x86_64")]
+
+pub mod elf;
+pub mod registry;
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use framehop::x86_64::UnwindRegsX86_64;
+use framehop::Unwinder as _;
+
+use crate::stack::{Frames, MAX_FRAMES};
+use crate::thread_state::{self, Guard, UnwindTls};
+use registry::Cache;
+
+/// `UnwindTls::status`: not set up yet.
+pub const STATUS_NEW: u32 = 0;
+/// `UnwindTls::status`: cache, bounds and slot are ready.
+pub const STATUS_READY: u32 = 1;
+/// `UnwindTls::status`: set-up failed; this thread uses the fallback.
+pub const STATUS_FAILED: u32 = 2;
+/// `UnwindTls::status`: the thread is exiting and its cache is freed.
+pub const STATUS_EXITED: u32 = 3;
+
+const INIT_NONE: u8 = 0;
+const INIT_RUNNING: u8 = 1;
+const INIT_READY: u8 = 2;
+const INIT_FAILED: u8 = 3;
+
+static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
+/// The pthread key whose destructor frees a thread's cache at its exit.
+static mut CACHE_KEY: libc::pthread_key_t = 0;
+
+/// Most unwinding steps per capture: every kept frame plus the shim's own.
+const MAX_STEPS: usize = MAX_FRAMES + 32;
+
+/// Registers the loaded modules and the per-thread machinery. Runs once,
+/// from the shim's initialisation, with the guard held.
+pub fn init() {
+    if INIT
+        .compare_exchange(INIT_NONE, INIT_RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    // SAFETY: plain libc calls; the key is written before INIT_READY is
+    // published and never again.
+    let ok = unsafe {
+        libc::pthread_key_create(std::ptr::addr_of_mut!(CACHE_KEY), Some(thread_exit)) == 0
+            && libc::pthread_atfork(None, None, Some(after_fork_child)) == 0
+    };
+    if !ok {
+        INIT.store(INIT_FAILED, Ordering::Release);
+        return;
+    }
+    registry::refresh(None);
+    INIT.store(INIT_READY, Ordering::Release);
+}
+
+/// The calling thread's reader slot, if it has one.
+fn own_slot() -> Option<u32> {
+    // SAFETY: this thread's own state.
+    let tls = unsafe { &*thread_state::unwind_tls() };
+    (tls.status == STATUS_READY).then_some(tls.slot)
+}
+
+/// Before the real `dlclose` (with the guard held).
+pub fn before_dlclose() {
+    if INIT.load(Ordering::Acquire) == INIT_READY {
+        registry::begin_close(own_slot());
+    }
+}
+
+/// After the real `dlclose` (with the guard held).
+pub fn after_dlclose() {
+    if INIT.load(Ordering::Acquire) == INIT_READY {
+        registry::end_close(own_slot());
+    }
+}
+
+/// Captures up to `depth` return addresses of the current thread into `out`,
+/// leaving out those for which `is_own` holds. Returns `false` if this
+/// thread cannot use the unwinder (the caller falls back).
+///
+/// Must run under the thread's guard. Allocates only on the thread's first
+/// call; after that: no allocation, no lock, no system call.
+#[inline(never)]
+pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> bool {
+    // SAFETY: this thread's own state, not aliased while we run (the guard
+    // keeps the shim from re-entering on this thread).
+    let tls = unsafe { &mut *thread_state::unwind_tls() };
+    if tls.status != STATUS_READY && !set_up(tls) {
+        return false;
+    }
+    let (pc, sp, bp) = registers();
+    let (lo, hi) = (tls.stack_lo as u64, tls.stack_hi as u64);
+    if sp < lo || sp >= hi {
+        // Not on this thread's stack (signal alternate stack, coroutine):
+        // bounds unknown, so no reads at all.
+        return true;
+    }
+    // Reads must fit in [sp, hi): everything there is mapped (the callers'
+    // frames), and nothing a correct unwind needs is outside it.
+    let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        if addr < sp || addr > hi - 8 {
+            return Err(());
+        }
+        // SAFETY: in bounds of this thread's live stack, checked just above.
+        Ok(unsafe { (addr as *const u64).read_unaligned() })
+    };
+    // SAFETY: created by `set_up` for this thread and freed only at its exit.
+    let cache = unsafe { &mut *(tls.cache as *mut Cache) };
+    for attempt in 0..2 {
+        out.len = 0;
+        let rescan = registry::with_snapshot(tls.slot, |snap| {
+            let regs = UnwindRegsX86_64::new(pc, sp, bp);
+            let mut frames = snap.unwinder.iter_frames(pc, regs, cache, &mut read_stack);
+            let mut last = pc;
+            for _ in 0..MAX_STEPS {
+                let frame = match frames.next() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => return false,
+                    // The stack ended badly: maybe in a module loaded since the
+                    // last scan (its `.eh_frame` unknown). Rescan once per set.
+                    Err(_) => return !snap.contains(last) && snap.ask_rescan(),
+                };
+                let ip = frame.address();
+                last = ip;
+                if is_own(ip) {
+                    continue;
+                }
+                out.ips[out.len] = ip;
+                out.len += 1;
+                if out.len >= depth {
+                    break;
+                }
+            }
+            false
+        });
+        if attempt > 0 || rescan != Some(true) {
+            break;
+        }
+        // Module registration, like a thread's set-up: allocates and takes
+        // the loader's lock, once per change of the loaded set at most.
+        registry::refresh(Some(tls.slot));
+    }
+    true
+}
+
+/// The registers at this point of `capture`'s body: where the unwind starts.
+///
+/// Inline assembly because no safe API gives them: `lea [rip]` is the address
+/// of the next instruction (inside `capture`, whose CFI then describes the
+/// frame), `rsp` and `rbp` as they are there. Only these three are needed:
+/// framehop's x86-64 rules recover the CFA from rsp or rbp.
+#[inline(always)]
+fn registers() -> (u64, u64, u64) {
+    let (pc, sp, bp): (u64, u64, u64);
+    // SAFETY: reads three registers, touches no memory.
+    unsafe {
+        std::arch::asm!(
+            "lea {pc}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            pc = out(reg) pc,
+            sp = out(reg) sp,
+            bp = out(reg) bp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    (pc, sp, bp)
+}
+
+/// A thread's first capture: stack bounds, reader slot, cache. Allocates
+/// (under the guard). Returns whether the unwinder can be used.
+#[cold]
+#[inline(never)]
+fn set_up(tls: &mut UnwindTls) -> bool {
+    if tls.status != STATUS_NEW || INIT.load(Ordering::Acquire) != INIT_READY {
+        return false;
+    }
+    tls.status = STATUS_FAILED;
+    let Some((lo, hi)) = stack_bounds() else {
+        return false;
+    };
+    let Some(slot) = registry::claim_slot() else {
+        return false;
+    };
+    let cache = Box::into_raw(Box::new(Cache::new_in()));
+    // SAFETY: the key was created in `init`; the destructor gets `cache` back.
+    if unsafe { libc::pthread_setspecific(CACHE_KEY, cache as *const c_void) } != 0 {
+        // SAFETY: never shared.
+        drop(unsafe { Box::from_raw(cache) });
+        registry::release_slot(slot);
+        return false;
+    }
+    tls.stack_lo = lo;
+    tls.stack_hi = hi;
+    tls.slot = slot;
+    tls.cache = cache.cast();
+    tls.status = STATUS_READY;
+    true
+}
+
+/// This thread's stack as `[lowest, one past highest)`.
+///
+/// `pthread_getattr_np` allocates (and for the main thread reads
+/// `/proc/self/maps`), so this runs once per thread, under the guard.
+fn stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: the attribute object is initialised by pthread_getattr_np and
+    // destroyed once; the out-pointers are valid.
+    unsafe {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+            return None;
+        }
+        let mut addr: *mut c_void = std::ptr::null_mut();
+        let mut size: usize = 0;
+        let rc = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size);
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        let lo = addr as usize;
+        if rc != 0 || size < 4096 || lo == 0 {
+            return None;
+        }
+        Some((lo, lo.checked_add(size)?))
+    }
+}
+
+/// The pthread key destructor: the thread is exiting, free its cache and slot.
+/// Later captures on this thread (other destructors allocating) fall back.
+unsafe extern "C" fn thread_exit(cache: *mut c_void) {
+    let _guard = Guard::enter();
+    let tls = &mut *thread_state::unwind_tls();
+    if tls.status == STATUS_READY {
+        registry::release_slot(tls.slot);
+    }
+    tls.status = STATUS_EXITED;
+    tls.cache = std::ptr::null_mut();
+    drop(Box::from_raw(cache as *mut Cache));
+}
+
+/// `pthread_atfork` child handler: the child has only this thread.
+unsafe extern "C" fn after_fork_child() {
+    registry::after_fork_child(own_slot());
+}
