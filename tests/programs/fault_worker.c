@@ -4,6 +4,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Formats on the stack and write(2)s: no stdio buffer, so the program's only
+ * heap blocks are its own (exactly rounds x 100000 mallocs, all freed). */
+static void say(const char *fmt, long r, unsigned long long v)
+{
+    char line[128];
+    int n = snprintf(line, sizeof line, fmt, r, v);
+    if (write(1, line, (size_t)n) != n)
+        _exit(98);
+}
 
 #ifndef ROUNDS
 #define ROUNDS 40
@@ -25,10 +36,10 @@ int main(int argc, char **argv)
             sum = sum * 31 + p[n / 2] + n;
             ring[k] = p;
         }
-        printf("round %ld checksum %016llx\n", r, (unsigned long long)sum);
+        say("round %ld checksum %016llx\n", r, (unsigned long long)sum);
     }
     for (int k = 0; k < 256; k++)
         free(ring[k]);
-    printf("done %016llx\n", (unsigned long long)sum);
+    say("done %ld %016llx\n", rounds, (unsigned long long)sum);
     return 3;
 }

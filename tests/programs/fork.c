@@ -4,6 +4,16 @@
 #include "tally.h"
 #include <sys/wait.h>
 
+/* Loop counts read through a volatile so that the compiler cannot unroll the
+ * leaking loops: each leak must be ONE call site (one stack). */
+static volatile int three = 3, two = 2;
+
+__attribute__((noinline, noclone)) static void leak_n(int n, size_t size)
+{
+    for (int i = 0; i < n; i++)
+        tally_escape(t_malloc(size));
+}
+
 static void churn(size_t base)
 {
     for (int i = 0; i < 100; i++) {
@@ -29,8 +39,7 @@ int main(void)
         t_free(inherited[0], 1000);
         t_free(inherited[3], 1000);
         churn(200);
-        for (int i = 0; i < 3; i++)
-            tally_escape(t_malloc(777));
+        leak_n(three, 777);
         tally_print("fork_child");
         exit(0);
     }
@@ -41,8 +50,7 @@ int main(void)
     }
     t_free(inherited[4], 1000);
     churn(500);
-    for (int i = 0; i < 2; i++)
-        tally_escape(t_malloc(5555));
+    leak_n(two, 5555);
     tally_print("fork_parent");
     return 0;
 }

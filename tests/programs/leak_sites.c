@@ -10,15 +10,19 @@
 
 void *kept[SMALL_N + PAGE_N + 1];
 
+/* Loop counts read through volatiles: no unrolling, so each leak is ONE call
+ * site (one stack). */
+static volatile int small_n = SMALL_N, page_n = PAGE_N;
+
 __attribute__((noinline, noclone)) void leak_small_objects(void)
 {
-    for (int i = 0; i < SMALL_N; i++)
+    for (int i = 0; i < small_n; i++)
         kept[i] = t_malloc(SMALL_SIZE);
 }
 
 __attribute__((noinline, noclone)) void leak_pages(void)
 {
-    for (int i = 0; i < PAGE_N; i++)
+    for (int i = 0; i < page_n; i++)
         kept[SMALL_N + i] = t_calloc(1, PAGE_SIZE_);
 }
 

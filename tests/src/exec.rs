@@ -41,7 +41,7 @@ impl Output {
 }
 
 /// The longest any single command of the suite may take.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Removes from `cmd`'s environment everything that would change how the shim
 /// or the collector behaves, so that the caller's environment cannot leak in.
