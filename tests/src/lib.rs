@@ -22,7 +22,7 @@ pub use build::memshim;
 pub use check::*;
 pub use exec::{run_captured, run_plain, scrub_env, spawn_captured, Output, Running, DEFAULT_TIMEOUT};
 pub use programs::program;
-pub use report::{memcollect_run, MemshimRun, ProcessReport, Totals};
+pub use report::{memcollect_run, memcollect_run_timeout, MemshimRun, ProcessReport, Totals, RUN_TIMEOUT};
 pub use tally::Tally;
 pub use valgrind::{valgrind_available, valgrind_run, VgRun, VgStats};
 

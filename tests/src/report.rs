@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::build::memshim;
-use crate::exec::{run_captured, scrub_env, Output, DEFAULT_TIMEOUT};
+use crate::exec::{run_captured, scrub_env, Output};
 use crate::tally::Tally;
 
 /// A process's `totals`.
@@ -183,7 +183,24 @@ impl MemshimRun {
 /// Runs `prog args` under `memcollect run --format json --output <dir>/report-N.json`
 /// (plus `extra` options before `--`), in `dir`, and parses the report.
 /// Panics if memcollect fails to write a parseable report.
+/// Gives up (killing the process group) after [`RUN_TIMEOUT`]: every program
+/// of the suite but the stress one ends in a few seconds under memcollect.
 pub fn memcollect_run<S: AsRef<OsStr>>(prog: &Path, args: &[S], extra: &[&str], dir: &Path) -> MemshimRun {
+    memcollect_run_timeout(prog, args, extra, dir, RUN_TIMEOUT)
+}
+
+/// How long a `memcollect run` of a small program may take before the test
+/// calls it a hang.
+pub const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`memcollect_run`] with an explicit timeout.
+pub fn memcollect_run_timeout<S: AsRef<OsStr>>(
+    prog: &Path,
+    args: &[S],
+    extra: &[&str],
+    dir: &Path,
+    timeout: std::time::Duration,
+) -> MemshimRun {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let m = memshim();
@@ -192,7 +209,7 @@ pub fn memcollect_run<S: AsRef<OsStr>>(prog: &Path, args: &[S], extra: &[&str], 
     cmd.arg("run").args(["--format", "json", "--output"]).arg(&report_path);
     cmd.args(extra).arg("--").arg(prog).args(args).current_dir(dir);
     scrub_env(&mut cmd);
-    let output = run_captured(&mut cmd, dir, DEFAULT_TIMEOUT);
+    let output = run_captured(&mut cmd, dir, timeout);
     let text = std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
         panic!(
             "memcollect run wrote no report at {} ({e}); status {:?}; stderr:\n{}",

@@ -78,6 +78,19 @@ fn collector_absent() {
 }
 
 #[test]
+fn shim_disabled() {
+    let dir = programs::scratch();
+    let worker = program("fault_worker.c");
+    let plain = plain_reference(&worker, dir.path());
+    let collector = Collector::start(dir.path());
+    let mut cmd = shimmed(&worker, &collector.socket, dir.path());
+    cmd.env("MEMSHIM_DISABLE", "1");
+    let out = run_captured(&mut cmd, dir.path(), DEFAULT_TIMEOUT);
+    assert_same(&plain, &out, "MEMSHIM_DISABLE=1");
+    assert!(out.stderr_lines().is_empty(), "MEMSHIM_DISABLE=1: the shim printed:\n{}", out.stderr_str());
+}
+
+#[test]
 fn collector_killed_mid_run() {
     let dir = programs::scratch();
     let worker = program("fault_worker.c");

@@ -58,3 +58,20 @@ fn memshim_top_sites_are_the_three_leaks() {
     m.eq("sum of sites' live_bytes", sum, p.totals.live_bytes);
     m.finish(&format!("leak sites; all sites:\n{}", all.join("\n")));
 }
+
+#[test]
+fn memshim_text_report_names_the_leaks() {
+    let dir = programs::scratch();
+    let out_file = dir.path().join("report.txt");
+    let mut cmd = std::process::Command::new(memshim().memcollect);
+    cmd.args(["run", "--format", "text", "--top", "10", "--output"]).arg(&out_file);
+    cmd.arg("--").arg(program(FILE)).current_dir(dir.path());
+    scrub_env(&mut cmd);
+    let out = run_captured(&mut cmd, dir.path(), RUN_TIMEOUT);
+    assert_eq!(out.code(), 0, "{}", out.stderr_str());
+    let text = std::fs::read_to_string(&out_file).expect("text report");
+    for f in ["leak_one_mebibyte", "leak_pages", "leak_small_objects"] {
+        assert!(text.contains(f), "the text report does not name {f}:\n{text}");
+    }
+    assert!(out.stdout.is_empty(), "stdout: {}", out.stdout_str());
+}

@@ -9,7 +9,14 @@ use memshim_tests::*;
 fn memshim_live_set_is_exactly_the_leak() {
     let base = memshim_baseline(BASE_THREADS);
     let dir = programs::scratch();
-    let run = memcollect_run(&program("stress.c"), &[] as &[&str], &["--top", "20"], dir.path());
+    // ~20 s on 2 busy cores; 20 M recorded events.
+    let run = memcollect_run_timeout(
+        &program("stress.c"),
+        &[] as &[&str],
+        &["--top", "20"],
+        dir.path(),
+        std::time::Duration::from_secs(150),
+    );
     assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
     let (p, t) = run.process_of("stress");
     // The program's own counts: exactly 10 M pairs plus the leak.
