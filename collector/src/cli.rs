@@ -29,6 +29,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a report from the running collector, or from saved trace files.
     Report(ReportArgs),
+    /// Record the live state of the running processes under NAME, in the serving collector.
+    ///
+    /// Kept in the collector's memory and, with `serve --data-dir DIR`, as DIR/snapshot-NAME.json.
+    Snapshot(SnapshotArgs),
+    /// Show per-site growth between two snapshots (names) or two saved JSON reports (files).
+    Diff(DiffArgs),
 }
 
 /// Report output format.
@@ -52,6 +58,43 @@ pub struct OutputArgs {
     /// Write the report to FILE instead of the terminal.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Sum memory by user categories from FILE (lines like `Cache = function:lru_* | module:libcache.so`).
+    #[arg(long, value_name = "FILE")]
+    pub categories: Option<PathBuf>,
+}
+
+/// `memcollect snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Name of the snapshot (letters, digits, '.', '_', '-').
+    pub name: String,
+    /// Only the processes with this pid.
+    #[arg(long, value_name = "P")]
+    pub pid: Option<u32>,
+    /// Socket of the running collector [default: as for `serve`].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// `memcollect diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// First snapshot name, or JSON report file.
+    pub a: String,
+    /// Second snapshot name, or JSON report file.
+    pub b: String,
+    /// Sites listed per process.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the diff to FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Socket of the running collector, for snapshot names [default: as for `serve`].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 /// `memcollect run`.

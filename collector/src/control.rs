@@ -17,6 +17,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::analysis::categories::Categories;
+use crate::analysis::snapshots::{SnapshotStore, SNAPSHOT_SITES};
 use crate::registry::Registry;
 use crate::report::build::{build_report, ReportOptions};
 use crate::report::Report;
@@ -32,12 +36,42 @@ const MAX_REQUEST: usize = 64 << 10;
 const MAX_REPLY: usize = 1 << 30;
 
 /// What a client asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// Sites per list.
     pub top: usize,
     /// Only this pid's images.
     pub pid: Option<u32>,
+    /// User categories to sum the sites by.
+    #[serde(default)]
+    pub categories: Option<Categories>,
+    /// What to do (a report by default).
+    #[serde(default)]
+    pub action: Action,
+}
+
+/// What a request asks the collector to do; every action replies with a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Report on the processes now.
+    #[default]
+    Report,
+    /// Record the live state now under this name (and reply with it).
+    Snapshot(String),
+    /// Reply with the snapshot of this name.
+    GetSnapshot(String),
+}
+
+impl Request {
+    /// A plain report request.
+    pub fn report(top: usize, pid: Option<u32>) -> Self {
+        Request {
+            top,
+            pid,
+            ..Request::default()
+        }
+    }
 }
 
 /// What the server answers.
@@ -83,6 +117,7 @@ pub fn serve<S: Read + Write>(
     stream: &mut S,
     registry: &Registry,
     cache: &SymbolCache,
+    snapshots: &SnapshotStore,
 ) -> io::Result<()> {
     let mut version = [0u8; 4];
     stream.read_exact(&mut version)?;
@@ -93,14 +128,27 @@ pub fn serve<S: Read + Write>(
         return Err(invalid(msg));
     }
     let request: Request = read_message(stream, MAX_REQUEST)?;
-    let options = ReportOptions {
+    let mut options = ReportOptions {
         top: request.top,
         pid: request.pid,
+        categories: request.categories.map(Arc::new),
     };
-    write_message(
-        stream,
-        &Reply::Report(build_report(registry, cache, &options)),
-    )
+    let reply = match request.action {
+        Action::Report => Reply::Report(build_report(registry, cache, &options)),
+        Action::Snapshot(name) => {
+            options.top = options.top.max(SNAPSHOT_SITES);
+            let report = build_report(registry, cache, &options);
+            match snapshots.save(&name, &report) {
+                Ok(()) => Reply::Report(report),
+                Err(e) => Reply::Error(e),
+            }
+        }
+        Action::GetSnapshot(name) => match snapshots.get(&name) {
+            Ok(report) => Reply::Report(report),
+            Err(e) => Reply::Error(e),
+        },
+    };
+    write_message(stream, &reply)
 }
 
 /// Asks the collector listening on `socket` for a report.

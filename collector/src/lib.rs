@@ -1,6 +1,7 @@
 //! memcollect: receives memshim event streams, rebuilds each process's heap,
 //! symbolizes the interesting stacks and reports.
 //!
+//! * [`analysis`]: growth, recommendations, attribution, categories, diffs, snapshots.
 //! * [`state`]: per-process state rebuilt from events.
 //! * [`registry`]: all sessions; fork hand-over; exec detection.
 //! * [`ingest`], [`tee`]: reading (and saving) a stream.
@@ -9,6 +10,7 @@
 //! * [`report`]: the report model, its building and its text form.
 //! * [`cli`], [`commands`], [`run`], [`failure`]: the `memcollect` command.
 
+pub mod analysis;
 pub mod cli;
 pub mod commands;
 pub mod control;

@@ -11,6 +11,8 @@ fn main() {
         Command::Run(args) => memshim_collector::run::run(args),
         Command::Serve(args) => commands::serve::serve(args),
         Command::Report(args) => commands::report::report(args),
+        Command::Snapshot(args) => commands::snapshot::snapshot(args),
+        Command::Diff(args) => commands::diff::diff(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

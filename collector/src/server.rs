@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use memshim_proto::STREAM_MAGIC;
 
+use crate::analysis::snapshots::SnapshotStore;
 use crate::control::{self, CONTROL_MAGIC};
 use crate::ingest::{ingest, SaveTo};
 use crate::registry::Registry;
@@ -49,6 +50,7 @@ struct Shared {
     registry: Arc<Registry>,
     cache: Arc<SymbolCache>,
     data_dir: Option<PathBuf>,
+    snapshots: SnapshotStore,
     active: Active,
 }
 
@@ -90,6 +92,7 @@ impl Server {
             shared: Arc::new(Shared {
                 registry,
                 cache,
+                snapshots: SnapshotStore::new(data_dir.clone()),
                 data_dir,
                 active: Active::default(),
             }),
@@ -211,7 +214,12 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
             eprintln!("memcollect: {failure}");
         }
     } else if magic == CONTROL_MAGIC {
-        if let Err(e) = control::serve(&mut stream, &shared.registry, &shared.cache) {
+        if let Err(e) = control::serve(
+            &mut stream,
+            &shared.registry,
+            &shared.cache,
+            &shared.snapshots,
+        ) {
             eprintln!("memcollect: control request failed: {e}");
         }
     } else {

@@ -137,7 +137,7 @@ fn serves_streams_ignores_garbage_and_answers_reports() {
     // The running process must be visible while it runs.
     let mut report = None;
     for _ in 0..100 {
-        let r = query(&socket, &Request { top: 5, pid: None }).unwrap();
+        let r = query(&socket, &Request::report(5, None)).unwrap();
         if r.processes.len() == 2 && r.processes[1].totals.live_bytes == 1000 {
             report = Some(r);
             break;
@@ -166,14 +166,7 @@ fn serves_streams_ignores_garbage_and_answers_reports() {
     assert!(live.sites[0].leak.is_none());
     assert!(live.sites[0].frames.is_empty(), "stack 9 was never defined");
 
-    let only = query(
-        &socket,
-        &Request {
-            top: 5,
-            pid: Some(20),
-        },
-    )
-    .unwrap();
+    let only = query(&socket, &Request::report(5, Some(20))).unwrap();
     assert_eq!(only.processes.len(), 1);
 
     running.write_batch(&[end(5, 1)]).unwrap();
@@ -192,10 +185,7 @@ fn serves_streams_ignores_garbage_and_answers_reports() {
         .any(|p| p.file_name().unwrap() == "10-1000.mst"));
     let offline = memshim_collector::commands::report::offline(
         &saved,
-        &memshim_collector::report::build::ReportOptions {
-            top: 5,
-            pid: Some(10),
-        },
+        &memshim_collector::report::build::ReportOptions::new(5, Some(10)),
     )
     .unwrap();
     assert_eq!(offline.processes[0].totals, done.totals);
@@ -276,6 +266,6 @@ fn query_after_stop(registry: &Registry) -> memshim_collector::report::Report {
     memshim_collector::report::build::build_report(
         registry,
         &SymbolCache::default(),
-        &memshim_collector::report::build::ReportOptions { top: 5, pid: None },
+        &memshim_collector::report::build::ReportOptions::new(5, None),
     )
 }

@@ -5,7 +5,9 @@ use memshim_collector::report::build::ReportOptions;
 use memshim_collector::state::Exit;
 use memshim_proto::{Alloc, AllocKind, Event, FrameWriter, Hello};
 
-const OPTIONS: ReportOptions = ReportOptions { top: 3, pid: None };
+fn options() -> ReportOptions {
+    ReportOptions::new(3, None)
+}
 
 fn trace() -> Vec<u8> {
     let hello = Event::Hello(Hello {
@@ -52,14 +54,14 @@ fn garbage_and_headerless_files_are_clean_errors() {
     for (name, bytes, expected) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        let err = offline(&[path], &OPTIONS).unwrap_err();
+        let err = offline(&[path], &options()).unwrap_err();
         assert!(
             err.message.contains(name) && err.message.contains(expected),
             "{}",
             err.message
         );
     }
-    let missing = offline(&[dir.path().join("nope.mst")], &OPTIONS).unwrap_err();
+    let missing = offline(&[dir.path().join("nope.mst")], &options()).unwrap_err();
     assert!(
         missing.message.contains("cannot open"),
         "{}",
@@ -73,12 +75,12 @@ fn truncated_or_corrupt_tails_keep_what_was_read() {
     let full = trace();
     let path = dir.path().join("t.mst");
     std::fs::write(&path, &full).unwrap();
-    let report = offline(std::slice::from_ref(&path), &OPTIONS).unwrap();
+    let report = offline(std::slice::from_ref(&path), &options()).unwrap();
     assert_eq!(report.processes[0].totals.live_bytes, 20);
     assert_eq!(report.processes[0].exit, Exit::Cut, "no End event: cut");
 
     std::fs::write(&path, &full[..full.len() - 2]).unwrap();
-    let report = offline(std::slice::from_ref(&path), &OPTIONS).unwrap();
+    let report = offline(std::slice::from_ref(&path), &options()).unwrap();
     assert_eq!(
         report.processes[0].totals.live_bytes, 10,
         "the first frame survives"
@@ -88,6 +90,6 @@ fn truncated_or_corrupt_tails_keep_what_was_read() {
     let n = corrupt.len();
     corrupt[n - 6..].fill(0xff);
     std::fs::write(&path, &corrupt).unwrap();
-    let report = offline(&[path], &OPTIONS).unwrap();
+    let report = offline(&[path], &options()).unwrap();
     assert_eq!(report.processes[0].totals.live_bytes, 10);
 }

@@ -2,10 +2,12 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread;
 
 use memshim_proto::paths::socket_path;
 
+use crate::analysis::categories::Categories;
 use crate::cli::ReportArgs;
 use crate::commands::output::{emit, Terminal};
 use crate::control::{query, Request};
@@ -18,13 +20,19 @@ use crate::symbolize::SymbolCache;
 
 /// Prints the report asked for.
 pub fn report(args: ReportArgs) -> Result<i32, Failure> {
+    let categories = args
+        .output
+        .categories
+        .as_deref()
+        .map(Categories::load)
+        .transpose()?;
     let report = if args.traces.is_empty() {
         let socket = args.socket.unwrap_or_else(socket_path);
         query(
             &socket,
             &Request {
-                top: args.output.top,
-                pid: args.pid,
+                categories,
+                ..Request::report(args.output.top, args.pid)
             },
         )?
     } else {
@@ -33,6 +41,7 @@ pub fn report(args: ReportArgs) -> Result<i32, Failure> {
             &ReportOptions {
                 top: args.output.top,
                 pid: args.pid,
+                categories: categories.map(Arc::new),
             },
         )?
     };

@@ -4,27 +4,44 @@
 //! stacks of the sites shown; symbolization happens afterwards, unlocked.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use memshim_proto::StackId;
 
+use super::analyze::{add_usage, analyze, histogram, site_id, sort_usage};
 use super::{
-    Amount, Fragmentation, Leaks, ProcessReport, Report, SiteLeak, SiteReport, Totals,
+    Amount, Leaks, ProcessReport, Report, SiteLeak, SiteRef, SiteReport, Totals, Usage,
     REPORT_VERSION,
 };
+use crate::analysis::attribution::{attributed_frame, attributed_module, describe};
+use crate::analysis::categories::{Categories, UNCATEGORIZED};
 use crate::registry::Registry;
 use crate::state::modules::ModuleMap;
 use crate::state::{Exit, Session, Site};
 use crate::symbolize::{SymbolCache, Symbolizer};
 
 /// What to put in a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReportOptions {
     /// Sites per list.
     pub top: usize,
     /// Only the process images with this pid.
     pub pid: Option<u32>,
+    /// User categories to sum the sites by.
+    pub categories: Option<Arc<Categories>>,
+}
+
+impl ReportOptions {
+    /// The top `top` sites of the processes `pid` selects, without categories.
+    pub fn new(top: usize, pid: Option<u32>) -> Self {
+        ReportOptions {
+            top,
+            pid,
+            categories: None,
+        }
+    }
 }
 
 /// A site chosen for the report, before symbolization.
@@ -39,6 +56,9 @@ struct ProcessDraft {
     by_live: Vec<SiteDraft>,
     by_allocated: Vec<SiteDraft>,
     modules: ModuleMap,
+    refs: HashMap<String, Option<Arc<[u64]>>>,
+    /// Every site's stack and figures, when categories are asked for.
+    all_sites: Vec<(Option<Arc<[u64]>>, Usage)>,
 }
 
 /// Builds the report of every session in `registry` that `options` selects.
@@ -55,14 +75,17 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
             if options.pid.is_some_and(|pid| pid != hello.pid) {
                 return None;
             }
-            Some((hello.start_unix_ns, draft(&session, options.top, now_ns)))
+            Some((
+                hello.start_unix_ns,
+                draft(&session, options.top, now_ns, options.categories.is_some()),
+            ))
         })
         .collect();
     drafts.sort_by_key(|(start, d)| (*start, d.report.pid));
     let mut symbolizer = Symbolizer::new(cache);
     let processes = drafts
         .into_iter()
-        .map(|(_, d)| finish(d, &mut symbolizer))
+        .map(|(_, d)| finish(d, &mut symbolizer, options.categories.as_deref()))
         .collect();
     Report {
         version: REPORT_VERSION,
@@ -70,13 +93,77 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
     }
 }
 
-fn finish(draft: ProcessDraft, symbolizer: &mut Symbolizer<'_>) -> ProcessReport {
+fn finish(
+    draft: ProcessDraft,
+    symbolizer: &mut Symbolizer<'_>,
+    categories: Option<&Categories>,
+) -> ProcessReport {
     let ProcessDraft {
         mut report,
         by_live,
         by_allocated,
         modules,
+        refs,
+        all_sites,
     } = draft;
+    let resolved: HashMap<String, SiteRef> = refs
+        .into_iter()
+        .map(|(id, stack)| {
+            let frames = stack.map_or_else(Vec::new, |st| symbolizer.stack(&modules, &st));
+            let (function, location) = attributed_frame(&frames)
+                .map_or(("??".into(), "(stack not received)".into()), |f| {
+                    (f.function.clone(), describe(f))
+                });
+            let r = SiteRef {
+                site: id.clone(),
+                function,
+                location,
+            };
+            (id, r)
+        })
+        .collect();
+    let fill = |r: &mut SiteRef| {
+        if let Some(found) = resolved.get(&r.site) {
+            *r = found.clone();
+        }
+    };
+    report
+        .peak
+        .owners
+        .iter_mut()
+        .for_each(|o| fill(&mut o.site));
+    report.growth.iter_mut().for_each(|g| fill(&mut g.site));
+    report
+        .recommendations
+        .iter_mut()
+        .for_each(|x| fill(&mut x.site));
+    report
+        .fragmentation
+        .top_internal
+        .iter_mut()
+        .for_each(|w| fill(&mut w.site));
+    let mut site_category: HashMap<String, String> = HashMap::new();
+    if let Some(categories) = categories {
+        let mut groups: HashMap<String, Usage> = HashMap::new();
+        for (stack, usage) in all_sites {
+            let frames = stack.map_or_else(Vec::new, |st| symbolizer.stack(&modules, &st));
+            let name = categories.classify(&frames).unwrap_or(UNCATEGORIZED);
+            site_category.insert(usage.name.clone(), name.to_owned());
+            let g = groups.entry(name.to_owned()).or_insert_with(|| Usage {
+                name: name.to_owned(),
+                ..Usage::default()
+            });
+            g.sites += usage.sites;
+            g.alloc_calls += usage.alloc_calls;
+            g.bytes_allocated += usage.bytes_allocated;
+            g.live_bytes += usage.live_bytes;
+            g.live_blocks += usage.live_blocks;
+            g.peak_bytes += usage.peak_bytes;
+        }
+        let mut groups: Vec<Usage> = groups.into_values().collect();
+        sort_usage(&mut groups);
+        report.categories = groups;
+    }
     let mut symbolize = |sites: Vec<SiteDraft>| -> Vec<SiteReport> {
         sites
             .into_iter()
@@ -84,6 +171,7 @@ fn finish(draft: ProcessDraft, symbolizer: &mut Symbolizer<'_>) -> ProcessReport
                 if let Some(stack) = &s.stack {
                     s.report.frames = symbolizer.stack(&modules, stack);
                 }
+                s.report.category = site_category.get(&s.report.id).cloned();
                 s.report
             })
             .collect()
@@ -93,7 +181,7 @@ fn finish(draft: ProcessDraft, symbolizer: &mut Symbolizer<'_>) -> ProcessReport
     report
 }
 
-fn draft(session: &Session, top: usize, now_ns: u64) -> ProcessDraft {
+fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> ProcessDraft {
     let hello = session.hello();
     let heap = session.heap();
     let counters = session.counters();
@@ -132,9 +220,10 @@ fn draft(session: &Session, top: usize, now_ns: u64) -> ProcessDraft {
         duplicate_allocs: counters.duplicate_allocs,
         rss_bytes: stats.map(|s| s.rss_bytes),
     };
+    let seconds = (duration_ns.max(1) as f64) / 1e9;
     let site_draft = |(&id, site): (&StackId, &Site)| SiteDraft {
         report: SiteReport {
-            id: format!("{id:#x}"),
+            id: site_id(id),
             frames: Vec::new(),
             alloc_calls: site.alloc_calls,
             bytes_allocated: site.bytes_allocated,
@@ -146,8 +235,24 @@ fn draft(session: &Session, top: usize, now_ns: u64) -> ProcessDraft {
                 bytes: site.live_bytes,
                 blocks: site.live_blocks,
             }),
-            size_histogram: site.sizes.buckets(),
-            lifetime_histogram: site.lifetimes_ms.buckets(),
+            size_histogram: histogram(&site.sizes, &site.size_dist, 0),
+            lifetime_histogram: histogram(
+                &site.lifetimes_ms,
+                &site.lifetime_dist,
+                site.live_blocks,
+            ),
+            usable_bytes: site.live_usable,
+            internal_fragmentation_bytes: site.live_usable.saturating_sub(site.live_bytes),
+            freed_blocks: site.freed_blocks,
+            temporary_allocs: site.temporary,
+            short_lived_allocs: site.short_lived,
+            allocs_per_second: site.alloc_calls as f64 / seconds,
+            realloc_grows: site.realloc_grows,
+            max_realloc_chain: site.max_chain,
+            module: session
+                .stack(id)
+                .and_then(|st| attributed_module(session.modules(), st)),
+            category: None,
         },
         stack: session.stack(id).cloned(),
     };
@@ -156,6 +261,23 @@ fn draft(session: &Session, top: usize, now_ns: u64) -> ProcessDraft {
     let by_live = sites.iter().take(top).copied().map(site_draft).collect();
     sites.sort_by_key(|(&id, s)| (Reverse(s.bytes_allocated), Reverse(s.live_bytes), id));
     let by_allocated = sites.iter().take(top).copied().map(site_draft).collect();
+    let duration_ms = duration_ns / 1_000_000;
+    let analysis = analyze(session, duration_ms, top);
+    let all_sites = if with_all_sites {
+        heap.sites()
+            .iter()
+            .map(|(&id, s)| {
+                let mut u = Usage {
+                    name: site_id(id),
+                    ..Usage::default()
+                };
+                add_usage(&mut u, s, heap.site_peak_bytes(s));
+                (session.stack(id).cloned(), u)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let report = ProcessReport {
         pid: hello.pid,
         ppid: hello.ppid,
@@ -164,7 +286,7 @@ fn draft(session: &Session, top: usize, now_ns: u64) -> ProcessDraft {
         exe: hello.exe.clone(),
         exit,
         start_unix_ms: hello.start_unix_ns / 1_000_000,
-        duration_ms: duration_ns / 1_000_000,
+        duration_ms,
         sample_bytes: hello.sample_bytes,
         totals,
         leaks: Leaks::default(),
@@ -172,20 +294,23 @@ fn draft(session: &Session, top: usize, now_ns: u64) -> ProcessDraft {
         site_count: heap.sites().len(),
         sites: Vec::new(),
         sites_by_bytes_allocated: Vec::new(),
-        growth: Vec::new(),
-        fragmentation: Fragmentation {
-            rss_bytes: stats.map(|s| s.rss_bytes),
-            heap_bytes: stats.map(|s| s.heap_bytes),
-            requested_bytes: heap.live_bytes(),
-            usable_bytes: heap.live_usable(),
-        },
-        recommendations: Vec::new(),
+        growth: analysis.growth,
+        fragmentation: analysis.fragmentation,
+        recommendations: analysis.recommendations,
         timeline: session.timeline().samples().to_vec(),
+        peak: analysis.peak,
+        size_histogram: analysis.sizes,
+        lifetime_histogram: analysis.lifetimes,
+        allocation_rate: analysis.rate,
+        by_module: analysis.by_module,
+        categories: Vec::new(),
     };
     ProcessDraft {
         report,
         by_live,
         by_allocated,
         modules: session.modules().clone(),
+        refs: analysis.refs,
+        all_sites,
     }
 }

@@ -1,17 +1,26 @@
 //! The report: its data model (the JSON contract), how it is built from the
 //! registry, and how it is rendered as text.
 //!
+//! * [`analysis`]: the analysis sections of the model (distributions, peak, growth, …).
+//! * [`analyze`]: a session → the analysis sections.
 //! * [`build`]: registry → [`Report`], symbolizing only the sites shown.
-//! * [`text`]: [`Report`] → human-readable text.
+//! * [`text`], [`text_analysis`]: [`Report`] → human-readable text.
 //! * [`units`]: human sizes, counts and durations.
 
+pub mod analysis;
+pub mod analyze;
 pub mod build;
 pub mod text;
+pub mod text_analysis;
 pub mod units;
+
+pub use analysis::{
+    AllocationRate, Fragmentation, Growth, Histogram, Peak, PeakOwner, Recommendation, SiteRef,
+    SiteWaste, Usage,
+};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::histogram::Bucket;
 use crate::state::timeline::Sample;
 use crate::state::Exit;
 
@@ -60,14 +69,32 @@ pub struct ProcessReport {
     pub sites: Vec<SiteReport>,
     /// The top sites by bytes allocated, then live bytes.
     pub sites_by_bytes_allocated: Vec<SiteReport>,
-    /// Sites whose live bytes grow steadily (not analysed yet: empty).
-    pub growth: Vec<serde_json::Value>,
+    /// Sites whose live bytes grow steadily or spiked, worst first (stable sites are not listed).
+    pub growth: Vec<Growth>,
     /// How the allocator's footprint compares with what the program asked for.
     pub fragmentation: Fragmentation,
-    /// Suggested changes (not analysed yet: empty).
-    pub recommendations: Vec<serde_json::Value>,
+    /// Suggested changes, largest estimated saving first.
+    pub recommendations: Vec<Recommendation>,
     /// Memory over time, from the shim's periodic statistics.
     pub timeline: Vec<Sample>,
+    /// The process peak and the sites that held it.
+    #[serde(default)]
+    pub peak: Peak,
+    /// Requested sizes of every allocation.
+    #[serde(default)]
+    pub size_histogram: Histogram,
+    /// Lifetimes (ms) of every freed block; live blocks are censored.
+    #[serde(default)]
+    pub lifetime_histogram: Histogram,
+    /// Allocations per second over time.
+    #[serde(default)]
+    pub allocation_rate: AllocationRate,
+    /// Memory by module: the module of each site's first frame outside the C/C++ runtime.
+    #[serde(default)]
+    pub by_module: Vec<Usage>,
+    /// Memory by user category (`--categories FILE`), empty without one.
+    #[serde(default)]
+    pub categories: Vec<Usage>,
 }
 
 /// Whole-process counters.
@@ -152,10 +179,40 @@ pub struct SiteReport {
     pub peak_bytes: u64,
     /// Set when the process ended with blocks from here still live.
     pub leak: Option<SiteLeak>,
-    /// Requested sizes, log2 buckets.
-    pub size_histogram: Vec<Bucket>,
-    /// Lifetimes of freed blocks in milliseconds, log2 buckets.
-    pub lifetime_histogram: Vec<Bucket>,
+    /// Requested sizes: percentiles and log2 buckets.
+    pub size_histogram: Histogram,
+    /// Lifetimes of freed blocks in milliseconds; live blocks are censored.
+    pub lifetime_histogram: Histogram,
+    /// Usable bytes (`malloc_usable_size`) of the live blocks.
+    #[serde(default)]
+    pub usable_bytes: u64,
+    /// Internal fragmentation of the live blocks: `usable_bytes - live_bytes`.
+    #[serde(default)]
+    pub internal_fragmentation_bytes: u64,
+    /// Blocks released (realloc's included).
+    #[serde(default)]
+    pub freed_blocks: u64,
+    /// Blocks freed by their thread before it allocated anything else.
+    #[serde(default)]
+    pub temporary_allocs: u64,
+    /// Blocks freed within 100 ms of their allocation.
+    #[serde(default)]
+    pub short_lived_allocs: u64,
+    /// Mean allocations per second over the process's life.
+    #[serde(default)]
+    pub allocs_per_second: f64,
+    /// `realloc`s here that grew a block.
+    #[serde(default)]
+    pub realloc_grows: u64,
+    /// Longest chain of reallocs of one block ending here.
+    #[serde(default)]
+    pub max_realloc_chain: u32,
+    /// Module the site is attributed to (first frame outside the C/C++ runtime).
+    #[serde(default)]
+    pub module: Option<String>,
+    /// User category (`--categories`), when one matched.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 /// What a site left behind.
@@ -182,17 +239,4 @@ pub struct Frame {
     pub module: Option<String>,
     /// The return address, in hex.
     pub address: String,
-}
-
-/// The allocator's footprint against the program's requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fragmentation {
-    /// Latest resident set size.
-    pub rss_bytes: Option<u64>,
-    /// Bytes the allocator holds from the system (latest statistics).
-    pub heap_bytes: Option<u64>,
-    /// Requested bytes live.
-    pub requested_bytes: u64,
-    /// Usable bytes of the live blocks.
-    pub usable_bytes: u64,
 }

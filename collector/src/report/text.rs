@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::text_analysis::{process_analysis, site_details};
 use super::units::{count, duration_ms, size, size_exact};
 use super::{Frame, ProcessReport, Report, SiteReport};
 use crate::state::Exit;
@@ -146,6 +147,7 @@ fn process(out: &mut String, p: &ProcessReport) {
             count(t.duplicate_allocs)
         );
     }
+    process_analysis(out, p);
     let live_title = if p.exit == Exit::Running {
         "live bytes now"
     } else {
@@ -205,6 +207,7 @@ fn site(out: &mut String, rank: usize, s: &SiteReport, focus: SiteFocus) {
         ),
     };
     let _ = writeln!(out, "  #{rank:<3} {head}  ({rest})");
+    site_details(out, s);
     if s.frames.is_empty() {
         let _ = writeln!(out, "         (stack not received)");
     }

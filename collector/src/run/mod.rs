@@ -48,6 +48,13 @@ fn preload_value(shim: &Path) -> OsString {
 /// Runs the command under the profiler; returns the command's exit code.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let shim = shim::locate(args.shim.as_deref())?;
+    let categories = args
+        .output
+        .categories
+        .as_deref()
+        .map(crate::analysis::categories::Categories::load)
+        .transpose()?
+        .map(Arc::new);
     let (command, command_args) = args
         .command
         .split_first()
@@ -114,6 +121,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         &ReportOptions {
             top: args.output.top,
             pid: None,
+            categories,
         },
     );
     server.remove_socket();

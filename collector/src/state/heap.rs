@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use memshim_proto::StackId;
 
+use super::distribution::Distribution;
 use super::histogram::Log2Histogram;
+use super::series::{LiveSeries, Point};
 
 /// A block that is currently allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct LiveBlock {
     pub ts: u64,
     /// Allocating thread.
     pub tid: u32,
+    /// Number of `realloc`s this block went through (0 for a fresh block).
+    pub chain: u32,
 }
 
 /// Aggregates of one allocation site (one unique stack).
@@ -42,9 +46,32 @@ pub struct Site {
     pub sizes: Log2Histogram,
     /// Lifetimes in milliseconds of the freed blocks.
     pub lifetimes_ms: Log2Histogram,
+    /// Requested sizes, for percentiles.
+    pub size_dist: Distribution,
+    /// Lifetimes in milliseconds of the freed blocks, for percentiles.
+    pub lifetime_dist: Distribution,
+    /// Usable bytes (`malloc_usable_size`) of the live blocks.
+    pub live_usable: u64,
+    /// Blocks from here that were released (realloc's included).
+    pub freed_blocks: u64,
+    /// Blocks freed by their thread before it allocated anything else.
+    pub temporary: u64,
+    /// Blocks freed less than [`SHORT_LIVED_MS`] after their allocation.
+    pub short_lived: u64,
+    /// `realloc`s here that grew a block.
+    pub realloc_grows: u64,
+    /// Bytes the growing `realloc`s here had to carry over from the old block.
+    pub realloc_copied_bytes: u64,
+    /// Longest realloc chain (reallocs of one block) that ended here.
+    pub max_chain: u32,
+    /// Live bytes over time (sampled on the session's tick).
+    pub series: Option<Box<LiveSeries>>,
     epoch_seen: u64,
     live_at_peak: u64,
 }
+
+/// A block freed sooner than this after its allocation is short-lived.
+pub const SHORT_LIVED_MS: u64 = 100;
 
 /// The live set, the sites and the process peak.
 #[derive(Debug, Clone, Default)]
@@ -151,16 +178,33 @@ impl Heap {
     pub fn peak_ts(&self) -> u64 {
         self.peak_ts
     }
+
+    /// Samples the live bytes of every site that has (or had) live blocks.
+    pub fn sample_sites(&mut self, t_ms: u64) {
+        for site in self.sites.values_mut() {
+            if site.live_bytes == 0 && site.series.is_none() {
+                continue;
+            }
+            site.series
+                .get_or_insert_with(Default::default)
+                .record(Point {
+                    t_ms,
+                    bytes: site.live_bytes,
+                });
+        }
+    }
 }
 
 impl Site {
     fn add(&mut self, block: &LiveBlock) {
         self.live_bytes += block.size;
+        self.live_usable += block.usable;
         self.live_blocks += 1;
     }
 
     fn sub(&mut self, block: &LiveBlock) {
         self.live_bytes -= block.size;
+        self.live_usable -= block.usable;
         self.live_blocks -= 1;
     }
 }
@@ -176,6 +220,7 @@ mod tests {
             stack,
             ts,
             tid: 1,
+            chain: 0,
         }
     }
 

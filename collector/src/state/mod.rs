@@ -4,12 +4,16 @@
 //! * [`heap`]: the live set, the allocation sites and the process peak.
 //! * [`mmaps`]: mapped ranges.
 //! * [`modules`]: loaded objects, to map addresses back to files.
-//! * [`histogram`], [`timeline`]: bounded summaries over time and size.
+//! * [`histogram`], [`distribution`], [`timeline`], [`rate`], [`series`]: bounded
+//!   summaries over size and time (percentiles, allocation rate, per-site live bytes).
 
+pub mod distribution;
 pub mod heap;
 pub mod histogram;
 pub mod mmaps;
 pub mod modules;
+pub mod rate;
+pub mod series;
 pub mod session;
 pub mod timeline;
 

@@ -8,10 +8,18 @@ use memshim_proto::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::heap::{Heap, LiveBlock};
+use super::distribution::Distribution;
+use super::heap::{Heap, LiveBlock, SHORT_LIVED_MS};
+use super::histogram::Log2Histogram;
 use super::mmaps::Mappings;
 use super::modules::ModuleMap;
+use super::rate::RateSeries;
+use super::series::TICK_NS;
 use super::timeline::{Sample, Timeline};
+
+/// Threads whose latest allocation is remembered (to spot temporary blocks);
+/// beyond this the memory is reset.
+const MAX_TRACKED_THREADS: usize = 4096;
 
 /// How a process (image) ended, as reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +108,11 @@ pub struct Session {
     pending_realloc: HashMap<u32, PendingRealloc>,
     latest_stats: Option<Stats>,
     timeline: Timeline,
+    rate: RateSeries,
+    sizes: (Log2Histogram, Distribution),
+    lifetimes: (Log2Histogram, Distribution),
+    last_alloc: HashMap<u32, u64>,
+    next_tick_ns: u64,
     end: Option<EndReason>,
     closed: bool,
     exit_override: Option<Exit>,
@@ -119,6 +132,11 @@ impl Session {
             pending_realloc: HashMap::new(),
             latest_stats: None,
             timeline: Timeline::default(),
+            rate: RateSeries::default(),
+            sizes: Default::default(),
+            lifetimes: Default::default(),
+            last_alloc: HashMap::new(),
+            next_tick_ns: 0,
             end: None,
             closed: false,
             exit_override: None,
@@ -220,6 +238,10 @@ impl Session {
 
     fn touch(&mut self, ts: u64) {
         self.last_ts = self.last_ts.max(ts);
+        if ts >= self.next_tick_ns {
+            self.heap.sample_sites(ts / 1_000_000);
+            self.next_tick_ns = (ts / TICK_NS + 1) * TICK_NS;
+        }
     }
 
     /// Resolves the thread's pending realloc: `failed_addr` is the address of
@@ -247,12 +269,48 @@ impl Session {
 
     fn record_lifetime(&mut self, block: &LiveBlock, ts: u64) {
         let ms = ts.saturating_sub(block.ts) / 1_000_000;
-        self.heap.site_mut(block.stack).lifetimes_ms.record(ms);
+        self.lifetimes.0.record(ms);
+        self.lifetimes.1.record(ms);
+        let site = self.heap.site_mut(block.stack);
+        site.lifetimes_ms.record(ms);
+        site.lifetime_dist.record(ms);
+        site.freed_blocks += 1;
+        if ms < SHORT_LIVED_MS {
+            site.short_lived += 1;
+        }
+    }
+
+    /// The chain length of a block `realloc` returns: one more than the block
+    /// the thread's pending `realloc` released, recorded on the new site.
+    fn realloc_chain(&mut self, a: &Alloc) -> u32 {
+        let Some(old) = self.pending_realloc.get(&a.tid).map(|p| p.block) else {
+            return 0;
+        };
+        let chain = old.chain.saturating_add(1);
+        let site = self.heap.site_mut(a.stack);
+        if a.size > old.size {
+            site.realloc_grows += 1;
+            site.realloc_copied_bytes += old.size;
+        }
+        site.max_chain = site.max_chain.max(chain);
+        chain
     }
 
     fn alloc(&mut self, a: Alloc) {
         self.touch(a.ts);
+        let chain = if a.kind == AllocKind::Realloc {
+            self.realloc_chain(&a)
+        } else {
+            0
+        };
         self.settle_pending(a.tid, a.ts, None);
+        self.rate.record(a.ts, a.size);
+        self.sizes.0.record(a.size);
+        self.sizes.1.record(a.size);
+        if self.last_alloc.len() >= MAX_TRACKED_THREADS && !self.last_alloc.contains_key(&a.tid) {
+            self.last_alloc.clear();
+        }
+        self.last_alloc.insert(a.tid, a.addr);
         let c = &mut self.counters;
         if a.kind == AllocKind::Realloc {
             c.realloc_calls += 1;
@@ -265,12 +323,14 @@ impl Session {
         site.alloc_calls += 1;
         site.bytes_allocated += a.size;
         site.sizes.record(a.size);
+        site.size_dist.record(a.size);
         let block = LiveBlock {
             size: a.size,
             usable: a.usable_size,
             stack: a.stack,
             ts: a.ts,
             tid: a.tid,
+            chain,
         };
         if self.heap.insert(a.addr, block).is_some() {
             self.counters.duplicate_allocs += 1;
@@ -299,6 +359,9 @@ impl Session {
                 },
             );
         } else {
+            if block.tid == f.tid && self.last_alloc.get(&f.tid) == Some(&f.addr) {
+                self.heap.site_mut(block.stack).temporary += 1;
+            }
             self.record_lifetime(&block, f.ts);
         }
     }
@@ -328,6 +391,9 @@ impl Session {
             rss_bytes: s.rss_bytes,
             heap_bytes: s.heap_bytes,
             live_bytes: self.heap.live_bytes(),
+            heap_in_use_bytes: s.heap_in_use_bytes,
+            usable_bytes: self.heap.live_usable(),
+            mmap_bytes: self.mappings.live_bytes(),
         });
         self.latest_stats = Some(s);
     }
@@ -374,6 +440,26 @@ impl Session {
     /// The statistics time series.
     pub fn timeline(&self) -> &Timeline {
         &self.timeline
+    }
+
+    /// The allocation rate over time.
+    pub fn rate(&self) -> &RateSeries {
+        &self.rate
+    }
+
+    /// Requested sizes of every allocation: log2 buckets and percentiles.
+    pub fn sizes(&self) -> (&Log2Histogram, &Distribution) {
+        (&self.sizes.0, &self.sizes.1)
+    }
+
+    /// Lifetimes (ms) of every released block: log2 buckets and percentiles.
+    pub fn lifetimes(&self) -> (&Log2Histogram, &Distribution) {
+        (&self.lifetimes.0, &self.lifetimes.1)
+    }
+
+    /// Blocks released by a `realloc` whose outcome is not known yet (still live).
+    pub fn pending_reallocs(&self) -> usize {
+        self.pending_realloc.len()
     }
 
     /// Nanoseconds since start of the latest event.

@@ -16,6 +16,15 @@ pub struct Sample {
     pub heap_bytes: u64,
     /// Requested bytes live at that moment, as rebuilt by the collector.
     pub live_bytes: u64,
+    /// Bytes the allocator considers in use (`mallinfo2`).
+    #[serde(default)]
+    pub heap_in_use_bytes: u64,
+    /// Usable bytes (`malloc_usable_size`) of the live blocks.
+    #[serde(default)]
+    pub usable_bytes: u64,
+    /// Bytes mapped by the program with `mmap` (not heap).
+    #[serde(default)]
+    pub mmap_bytes: u64,
 }
 
 /// Samples at a stride that doubles whenever the series is full.
@@ -77,6 +86,9 @@ mod tests {
                 rss_bytes: 0,
                 heap_bytes: 0,
                 live_bytes: 0,
+                heap_in_use_bytes: 0,
+                usable_bytes: 0,
+                mmap_bytes: 0,
             });
         }
         let s = t.samples();
