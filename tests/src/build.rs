@@ -23,12 +23,22 @@ static BUILT: OnceLock<Result<Memshim, String>> = OnceLock::new();
 pub fn memshim() -> Memshim {
     BUILT
         .get_or_init(|| {
-            let m = Memshim { memcollect: paths::memcollect_path(), shim: paths::shim_path() };
+            let m = Memshim {
+                memcollect: paths::memcollect_path(),
+                shim: paths::shim_path(),
+            };
             if std::env::var_os("MEMSHIM_TESTS_NO_BUILD").is_none() {
                 let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
                 let out = Command::new(cargo)
                     .current_dir(paths::workspace_root())
-                    .args(["build", "--release", "-p", "memshim", "-p", "memshim-collector"])
+                    .args([
+                        "build",
+                        "--release",
+                        "-p",
+                        "memshim",
+                        "-p",
+                        "memshim-collector",
+                    ])
                     .env("CARGO_TARGET_DIR", paths::target_dir())
                     .output()
                     .map_err(|e| format!("cannot run cargo: {e}"))?;

@@ -36,7 +36,11 @@ impl Output {
     }
     /// The non-empty lines of stderr.
     pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr_str().lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+        self.stderr_str()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -72,9 +76,19 @@ pub fn spawn_captured(cmd: &mut Command, dir: &Path) -> Running {
     let err_path = dir.join(format!("cmd{n}.stderr"));
     let out_f = File::create(&out_path).expect("create stdout file");
     let err_f = File::create(&err_path).expect("create stderr file");
-    cmd.stdin(Stdio::null()).stdout(out_f).stderr(err_f).process_group(0);
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    Running { child, desc: format!("{cmd:?}"), out_path, err_path }
+    cmd.stdin(Stdio::null())
+        .stdout(out_f)
+        .stderr(err_f)
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    Running {
+        child,
+        desc: format!("{cmd:?}"),
+        out_path,
+        err_path,
+    }
 }
 
 impl Running {
@@ -106,10 +120,11 @@ impl Running {
                 break s;
             }
             if start.elapsed() > timeout {
+                let threads = describe_group(pgid);
                 unsafe { libc::kill(-pgid, libc::SIGKILL) };
                 let _ = self.child.wait();
                 panic!(
-                    "{} did not finish within {timeout:?} (killed); stderr:\n{}",
+                    "{} did not finish within {timeout:?} (killed); its threads then:\n{threads}stderr:\n{}",
                     self.desc,
                     self.stderr_so_far()
                 );
@@ -136,4 +151,48 @@ pub fn run_plain<S: AsRef<OsStr>>(prog: &Path, args: &[S], dir: &Path) -> Output
     cmd.args(args).current_dir(dir);
     scrub_env(&mut cmd);
     run_captured(&mut cmd, dir, DEFAULT_TIMEOUT)
+}
+
+/// For hang reports: every thread of every process of a process group, with
+/// its state and the kernel function it waits in.
+fn describe_group(pgid: i32) -> String {
+    let mut out = String::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid) {
+            continue;
+        }
+        let comm = &stat[stat.find('(').map(|i| i + 1).unwrap_or(0)..close];
+        out.push_str(&format!("  process {pid} ({comm})\n"));
+        if let Ok(tasks) = std::fs::read_dir(p.path().join("task")) {
+            for t in tasks.flatten() {
+                let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+                let tstat = read("stat");
+                let state = tstat
+                    .rfind(')')
+                    .and_then(|i| tstat[i + 1..].split_whitespace().next().map(str::to_owned));
+                out.push_str(&format!(
+                    "    thread {} {:?} state {} wchan {}\n",
+                    t.file_name().to_string_lossy(),
+                    read("comm").trim(),
+                    state.unwrap_or_default(),
+                    read("wchan").trim()
+                ));
+            }
+        }
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //! - [`exec`]: runs commands with a timeout, capturing their output in files.
 //! - [`tally`]: the programs' own account of their heap activity (`tally.h`).
 //! - [`report`]: running under `memcollect run` and reading its JSON report.
+//! - [`serving`]: a `memcollect serve` child, preloaded programs joining it, live reports.
 //! - [`valgrind`]: running under valgrind and reading its heap summaries.
 //! - [`check`]: the exact comparisons the tests make.
 
@@ -15,14 +16,19 @@ pub mod exec;
 pub mod paths;
 pub mod programs;
 pub mod report;
+pub mod serving;
 pub mod tally;
 pub mod valgrind;
 
 pub use build::memshim;
 pub use check::*;
-pub use exec::{run_captured, run_plain, scrub_env, spawn_captured, Output, Running, DEFAULT_TIMEOUT};
+pub use exec::{
+    run_captured, run_plain, scrub_env, spawn_captured, Output, Running, DEFAULT_TIMEOUT,
+};
 pub use programs::program;
-pub use report::{memcollect_run, memcollect_run_timeout, MemshimRun, ProcessReport, Totals, RUN_TIMEOUT};
+pub use report::{
+    memcollect_run, memcollect_run_timeout, MemshimRun, ProcessReport, Totals, RUN_TIMEOUT,
+};
 pub use tally::Tally;
 pub use valgrind::{valgrind_available, valgrind_run, VgRun, VgStats};
 

@@ -12,14 +12,20 @@ use crate::paths;
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        tempfile::Builder::new().prefix("memshim-tests-bin-").tempdir().expect("temp dir")
+        tempfile::Builder::new()
+            .prefix("memshim-tests-bin-")
+            .tempdir()
+            .expect("temp dir")
     })
     .path()
 }
 
 /// A fresh scratch directory for one test (kept alive by the returned guard).
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("memshim-test-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("memshim-test-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 static CACHE: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
@@ -49,8 +55,15 @@ fn compile(file: &str, extra: &[&str], variant: &str) -> Result<PathBuf, String>
     if !src.is_file() {
         return Err(format!("no such program: {}", src.display()));
     }
-    let stem = Path::new(file).file_stem().unwrap().to_string_lossy().into_owned();
-    let ext = Path::new(file).extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = Path::new(file)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let ext = Path::new(file)
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let out = bin_dir().join(format!("{stem}_{ext}{variant}"));
     let mut cmd = match ext.as_str() {
         "c" | "cpp" => {
@@ -67,12 +80,18 @@ fn compile(file: &str, extra: &[&str], variant: &str) -> Result<PathBuf, String>
         "rs" => {
             let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
             let mut c = Command::new(rustc);
-            c.args(["-O", "--edition", "2021"]).args(extra).arg(&src).arg("-o").arg(&out);
+            c.args(["-O", "--edition", "2021"])
+                .args(extra)
+                .arg(&src)
+                .arg("-o")
+                .arg(&out);
             c
         }
         _ => return Err(format!("don't know how to compile {file}")),
     };
-    let res = cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let res = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if !res.status.success() {
         return Err(format!(
             "compiling {file} failed ({}):\n{}",

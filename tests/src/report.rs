@@ -27,7 +27,9 @@ pub struct Totals {
 
 fn int(v: &Value, k: &str, ctx: &str) -> i64 {
     match &v[k] {
-        Value::Number(n) => n.as_i64().unwrap_or_else(|| panic!("{ctx}.{k} is not an integer: {n}")),
+        Value::Number(n) => n
+            .as_i64()
+            .unwrap_or_else(|| panic!("{ctx}.{k} is not an integer: {n}")),
         other => panic!("{ctx}.{k} missing or not a number: {other}"),
     }
 }
@@ -96,7 +98,10 @@ impl Site {
     }
 
     pub fn functions(&self) -> Vec<&str> {
-        self.frames.iter().filter_map(|f| f.function.as_deref()).collect()
+        self.frames
+            .iter()
+            .filter_map(|f| f.function.as_deref())
+            .collect()
     }
 
     /// A one-line description for assertion messages.
@@ -112,7 +117,10 @@ impl Site {
                 .map(|f| format!(
                     "{}@{}",
                     f.function.as_deref().unwrap_or("?"),
-                    f.module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m)).unwrap_or("?")
+                    f.module
+                        .as_deref()
+                        .map(|m| m.rsplit('/').next().unwrap_or(m))
+                        .unwrap_or("?")
                 ))
                 .collect::<Vec<_>>()
         )
@@ -137,7 +145,10 @@ impl ProcessReport {
             ppid: int(p, "ppid", "process"),
             exit: p["exit"].clone(),
             totals: Totals::from_json(&p["totals"]),
-            sites: p["sites"].as_array().map(|a| a.iter().map(Site::from_json).collect()).unwrap_or_default(),
+            sites: p["sites"]
+                .as_array()
+                .map(|a| a.iter().map(Site::from_json).collect())
+                .unwrap_or_default(),
             json: p.clone(),
         }
     }
@@ -165,12 +176,15 @@ pub struct MemshimRun {
 impl MemshimRun {
     /// The report's process with this pid; panics (listing the pids) if absent.
     pub fn process(&self, pid: i64) -> &ProcessReport {
-        self.processes.iter().find(|p| p.pid == pid).unwrap_or_else(|| {
-            panic!(
-                "no process {pid} in the report (pids: {:?})",
-                self.processes.iter().map(|p| p.pid).collect::<Vec<_>>()
-            )
-        })
+        self.processes
+            .iter()
+            .find(|p| p.pid == pid)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no process {pid} in the report (pids: {:?})",
+                    self.processes.iter().map(|p| p.pid).collect::<Vec<_>>()
+                )
+            })
     }
 
     /// The report's process for the only tally line of `program`.
@@ -185,7 +199,12 @@ impl MemshimRun {
 /// Panics if memcollect fails to write a parseable report.
 /// Gives up (killing the process group) after [`RUN_TIMEOUT`]: every program
 /// of the suite but the stress one ends in a few seconds under memcollect.
-pub fn memcollect_run<S: AsRef<OsStr>>(prog: &Path, args: &[S], extra: &[&str], dir: &Path) -> MemshimRun {
+pub fn memcollect_run<S: AsRef<OsStr>>(
+    prog: &Path,
+    args: &[S],
+    extra: &[&str],
+    dir: &Path,
+) -> MemshimRun {
     memcollect_run_timeout(prog, args, extra, dir, RUN_TIMEOUT)
 }
 
@@ -206,8 +225,14 @@ pub fn memcollect_run_timeout<S: AsRef<OsStr>>(
     let m = memshim();
     let report_path = dir.join(format!("report-{n}.json"));
     let mut cmd = Command::new(&m.memcollect);
-    cmd.arg("run").args(["--format", "json", "--output"]).arg(&report_path);
-    cmd.args(extra).arg("--").arg(prog).args(args).current_dir(dir);
+    cmd.arg("run")
+        .args(["--format", "json", "--output"])
+        .arg(&report_path);
+    cmd.args(extra)
+        .arg("--")
+        .arg(prog)
+        .args(args)
+        .current_dir(dir);
     scrub_env(&mut cmd);
     let output = run_captured(&mut cmd, dir, timeout);
     let text = std::fs::read_to_string(&report_path).unwrap_or_else(|e| {
@@ -218,8 +243,12 @@ pub fn memcollect_run_timeout<S: AsRef<OsStr>>(
             output.stderr_str()
         )
     });
-    let report: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{}", &text[..text.len().min(2000)]));
+    let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "report is not JSON ({e}):\n{}",
+            &text[..text.len().min(2000)]
+        )
+    });
     assert_eq!(report["version"], 1, "report version");
     let processes = report["processes"]
         .as_array()
@@ -228,5 +257,11 @@ pub fn memcollect_run_timeout<S: AsRef<OsStr>>(
         .map(ProcessReport::from_json)
         .collect();
     let tallies = Tally::parse_all(&output.stderr_str());
-    MemshimRun { output, report, report_path, processes, tallies }
+    MemshimRun {
+        output,
+        report,
+        report_path,
+        processes,
+        tallies,
+    }
 }

@@ -27,8 +27,12 @@ impl Tally {
         if !line.starts_with("{\"tally\"") {
             return None;
         }
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad tally line {line:?}: {e}"));
-        let i = |k: &str| v[k].as_i64().unwrap_or_else(|| panic!("tally line lacks {k}: {line}"));
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad tally line {line:?}: {e}"));
+        let i = |k: &str| {
+            v[k].as_i64()
+                .unwrap_or_else(|| panic!("tally line lacks {k}: {line}"))
+        };
         Some(Tally {
             program: v["program"].as_str().unwrap_or("").to_owned(),
             pid: i("pid"),
@@ -52,8 +56,15 @@ impl Tally {
 
     /// The only tally line of a stream for `program`; panics otherwise.
     pub fn only(text: &str, program: &str) -> Tally {
-        let all: Vec<Tally> = Tally::parse_all(text).into_iter().filter(|t| t.program == program).collect();
-        assert_eq!(all.len(), 1, "expected one tally line of {program}, got {all:?}; stream:\n{text}");
+        let all: Vec<Tally> = Tally::parse_all(text)
+            .into_iter()
+            .filter(|t| t.program == program)
+            .collect();
+        assert_eq!(
+            all.len(),
+            1,
+            "expected one tally line of {program}, got {all:?}; stream:\n{text}"
+        );
         all.into_iter().next().unwrap()
     }
 }

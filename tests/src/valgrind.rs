@@ -28,12 +28,20 @@ pub struct VgRun {
 impl VgRun {
     pub fn pid(&self, pid: i64) -> VgStats {
         *self.per_pid.get(&pid).unwrap_or_else(|| {
-            panic!("valgrind printed no heap summary for pid {pid}:\n{}", self.output.stderr_str())
+            panic!(
+                "valgrind printed no heap summary for pid {pid}:\n{}",
+                self.output.stderr_str()
+            )
         })
     }
     /// The summary of the only process (panics if there are several).
     pub fn single(&self) -> VgStats {
-        assert_eq!(self.per_pid.len(), 1, "expected one process:\n{}", self.output.stderr_str());
+        assert_eq!(
+            self.per_pid.len(),
+            1,
+            "expected one process:\n{}",
+            self.output.stderr_str()
+        );
         *self.per_pid.values().next().unwrap()
     }
 }
@@ -43,7 +51,9 @@ pub fn valgrind_available() -> bool {
 }
 
 fn num(s: &str) -> i64 {
-    s.replace(',', "").parse().unwrap_or_else(|e| panic!("bad number {s:?} in valgrind output: {e}"))
+    s.replace(',', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("bad number {s:?} in valgrind output: {e}"))
 }
 
 /// Parses `==PID==     in use at exit: X bytes in Y blocks` and
@@ -51,9 +61,15 @@ fn num(s: &str) -> i64 {
 pub fn parse_valgrind(text: &str) -> HashMap<i64, VgStats> {
     let mut map: HashMap<i64, VgStats> = HashMap::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("==") else { continue };
-        let Some((pid, body)) = rest.split_once("==") else { continue };
-        let Ok(pid) = pid.parse::<i64>() else { continue };
+        let Some(rest) = line.strip_prefix("==") else {
+            continue;
+        };
+        let Some((pid, body)) = rest.split_once("==") else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i64>() else {
+            continue;
+        };
         let body = body.trim();
         let w: Vec<&str> = body.split_whitespace().collect();
         if let Some(r) = body.strip_prefix("in use at exit:") {
@@ -95,7 +111,11 @@ pub fn valgrind_run<S: AsRef<OsStr>>(prog: &Path, args: &[S], dir: &Path) -> Opt
     let text = output.stderr_str();
     let per_pid = parse_valgrind(&text);
     let tallies = Tally::parse_all(&text);
-    Some(VgRun { output, per_pid, tallies })
+    Some(VgRun {
+        output,
+        per_pid,
+        tallies,
+    })
 }
 
 #[cfg(test)]
@@ -111,7 +131,13 @@ mod tests {
         let m = parse_valgrind(t);
         assert_eq!(
             m[&12],
-            VgStats { allocs: 6114, frees: 6003, bytes_allocated: 11402120, in_use_bytes: 1091936, in_use_blocks: 111 }
+            VgStats {
+                allocs: 6114,
+                frees: 6003,
+                bytes_allocated: 11402120,
+                in_use_bytes: 1091936,
+                in_use_blocks: 111
+            }
         );
         assert_eq!(m[&13], VgStats::default());
     }

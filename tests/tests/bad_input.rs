@@ -13,10 +13,25 @@ fn memcollect(args: &[&std::ffi::OsStr], dir: &std::path::Path) -> Output {
 
 fn assert_one_line_error(out: &Output, what: &str) {
     let code = out.status.code();
-    assert!(code.is_some(), "{what}: died of a signal: {:?}\n{}", out.status, out.stderr_str());
-    assert_ne!(code, Some(0), "{what}: exit code 0; stderr:\n{}", out.stderr_str());
+    assert!(
+        code.is_some(),
+        "{what}: died of a signal: {:?}\n{}",
+        out.status,
+        out.stderr_str()
+    );
+    assert_ne!(
+        code,
+        Some(0),
+        "{what}: exit code 0; stderr:\n{}",
+        out.stderr_str()
+    );
     let lines = out.stderr_lines();
-    assert_eq!(lines.len(), 1, "{what}: expected exactly one error line on stderr, got:\n{}", out.stderr_str());
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: expected exactly one error line on stderr, got:\n{}",
+        out.stderr_str()
+    );
 }
 
 #[test]
@@ -47,7 +62,10 @@ fn report_of_missing_file() {
 
 #[test]
 fn run_of_static_binary() {
-    let libc_a = Command::new("gcc").arg("-print-file-name=libc.a").output().expect("gcc");
+    let libc_a = Command::new("gcc")
+        .arg("-print-file-name=libc.a")
+        .output()
+        .expect("gcc");
     let libc_a = String::from_utf8_lossy(&libc_a.stdout).trim().to_owned();
     if !std::path::Path::new(&libc_a).is_absolute() || !std::path::Path::new(&libc_a).exists() {
         skip_notice("static binary test", "no libc.a to link a static binary");
@@ -56,16 +74,25 @@ fn run_of_static_binary() {
     let prog = programs::program_with("static_hello.c", &["-static"], "_static");
     let dir = programs::scratch();
     assert_eq!(run_plain(&prog, &[] as &[&str], dir.path()).code(), 0);
-    let out = memcollect(&["run".as_ref(), "--".as_ref(), prog.as_os_str()], dir.path());
+    let out = memcollect(
+        &["run".as_ref(), "--".as_ref(), prog.as_os_str()],
+        dir.path(),
+    );
     assert_one_line_error(&out, "memcollect run -- <static binary>");
     let line = out.stderr_lines()[0].to_lowercase();
-    assert!(line.contains("static") || line.contains("dynamic"), "the error should say the binary is static: {line}");
+    assert!(
+        line.contains("static") || line.contains("dynamic"),
+        "the error should say the binary is static: {line}"
+    );
 }
 
 #[test]
 fn run_of_missing_command() {
     let dir = programs::scratch();
-    let out = memcollect(&["run".as_ref(), "--".as_ref(), "/no/such/program".as_ref()], dir.path());
+    let out = memcollect(
+        &["run".as_ref(), "--".as_ref(), "/no/such/program".as_ref()],
+        dir.path(),
+    );
     assert_one_line_error(&out, "memcollect run -- /no/such/program");
 }
 
@@ -76,5 +103,8 @@ fn bogus_flag() {
     let code = out.status.code();
     assert!(code.is_some(), "died of a signal: {:?}", out.status);
     assert_ne!(code, Some(0), "memcollect --bogus-flag exited 0");
-    assert!(!out.stderr_lines().is_empty(), "memcollect --bogus-flag printed no error");
+    assert!(
+        !out.stderr_lines().is_empty(),
+        "memcollect --bogus-flag printed no error"
+    );
 }

@@ -19,5 +19,10 @@ fn memshim_totals_equal_tally() {
         .iter()
         .find(|s| s.functions().iter().any(|f| f.contains("leak_ints")))
         .unwrap_or_else(|| panic!("no site names leak_ints:\n{}", all.join("\n")));
-    assert_eq!((leak.live_bytes, leak.live_blocks, leak.alloc_calls), (4000, 1, 1), "{}", leak.describe());
+    assert_eq!(
+        (leak.live_bytes, leak.live_blocks, leak.alloc_calls),
+        (4000, 1, 1),
+        "{}",
+        leak.describe()
+    );
 }

@@ -22,16 +22,30 @@ impl Collector {
         let m = memshim();
         let socket = dir.join("s.sock");
         let mut cmd = Command::new(&m.memcollect);
-        cmd.arg("serve").arg("--socket").arg(&socket).current_dir(dir).env("XDG_RUNTIME_DIR", dir);
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .current_dir(dir)
+            .env("XDG_RUNTIME_DIR", dir);
         scrub_env(&mut cmd);
         let mut run = spawn_captured(&mut cmd, dir);
         let start = Instant::now();
         while !socket.exists() {
-            assert!(run.running(), "memcollect serve exited early: {}", run.stderr_so_far());
-            assert!(start.elapsed() < Duration::from_secs(30), "memcollect serve made no socket in 30 s");
+            assert!(
+                run.running(),
+                "memcollect serve exited early: {}",
+                run.stderr_so_far()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "memcollect serve made no socket in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Collector { run: Some(run), socket }
+        Collector {
+            run: Some(run),
+            socket,
+        }
     }
 }
 
@@ -49,20 +63,35 @@ fn shimmed(worker: &Path, socket: &Path, dir: &Path) -> Command {
     let mut cmd = Command::new(worker);
     cmd.arg(ROUNDS).current_dir(dir);
     scrub_env(&mut cmd);
-    cmd.env("LD_PRELOAD", &memshim().shim).env("MEMSHIM_SOCKET", socket);
+    cmd.env("LD_PRELOAD", &memshim().shim)
+        .env("MEMSHIM_SOCKET", socket);
     cmd
 }
 
 fn plain_reference(worker: &Path, dir: &Path) -> Output {
     let plain = run_plain(worker, &[ROUNDS], dir);
     assert_eq!(plain.code(), 3, "fault_worker without the shim");
-    assert!(plain.stdout_str().ends_with('\n') && plain.stdout_str().contains("done "), "fault_worker's output");
+    assert!(
+        plain.stdout_str().ends_with('\n') && plain.stdout_str().contains("done "),
+        "fault_worker's output"
+    );
     plain
 }
 
 fn assert_same(plain: &Output, shim: &Output, what: &str) {
-    assert_eq!(shim.status.code(), Some(3), "{what}: exit status {:?} (a signal?); stderr:\n{}", shim.status, shim.stderr_str());
-    assert!(shim.stdout == plain.stdout, "{what}: stdout differs ({} vs {} bytes)", shim.stdout.len(), plain.stdout.len());
+    assert_eq!(
+        shim.status.code(),
+        Some(3),
+        "{what}: exit status {:?} (a signal?); stderr:\n{}",
+        shim.status,
+        shim.stderr_str()
+    );
+    assert!(
+        shim.stdout == plain.stdout,
+        "{what}: stdout differs ({} vs {} bytes)",
+        shim.stdout.len(),
+        plain.stdout.len()
+    );
 }
 
 #[test]
@@ -71,10 +100,18 @@ fn collector_absent() {
     let worker = program("fault_worker.c");
     let plain = plain_reference(&worker, dir.path());
     let missing = dir.path().join("no-such-dir").join("s.sock");
-    let out = run_captured(&mut shimmed(&worker, &missing, dir.path()), dir.path(), DEFAULT_TIMEOUT);
+    let out = run_captured(
+        &mut shimmed(&worker, &missing, dir.path()),
+        dir.path(),
+        DEFAULT_TIMEOUT,
+    );
     assert_same(&plain, &out, "collector absent");
     let lines = out.stderr_lines();
-    assert!(lines.len() <= 1, "at most one line on stderr from the shim, got:\n{}", out.stderr_str());
+    assert!(
+        lines.len() <= 1,
+        "at most one line on stderr from the shim, got:\n{}",
+        out.stderr_str()
+    );
 }
 
 #[test]
@@ -87,7 +124,11 @@ fn shim_disabled() {
     cmd.env("MEMSHIM_DISABLE", "1");
     let out = run_captured(&mut cmd, dir.path(), DEFAULT_TIMEOUT);
     assert_same(&plain, &out, "MEMSHIM_DISABLE=1");
-    assert!(out.stderr_lines().is_empty(), "MEMSHIM_DISABLE=1: the shim printed:\n{}", out.stderr_str());
+    assert!(
+        out.stderr_lines().is_empty(),
+        "MEMSHIM_DISABLE=1: the shim printed:\n{}",
+        out.stderr_str()
+    );
 }
 
 #[test]
@@ -96,10 +137,16 @@ fn collector_killed_mid_run() {
     let worker = program("fault_worker.c");
     let plain = plain_reference(&worker, dir.path());
     let mut collector = Collector::start(dir.path());
-    let mut w = spawn_captured(&mut shimmed(&worker, &collector.socket, dir.path()), dir.path());
+    let mut w = spawn_captured(
+        &mut shimmed(&worker, &collector.socket, dir.path()),
+        dir.path(),
+    );
     std::thread::sleep(Duration::from_millis(300));
     if !w.running() {
-        skip_notice("part of collector_killed_mid_run", "the worker ended before the collector was killed");
+        skip_notice(
+            "part of collector_killed_mid_run",
+            "the worker ended before the collector was killed",
+        );
     }
     let mut c = collector.run.take().unwrap();
     c.signal(libc::SIGKILL);
@@ -114,11 +161,17 @@ fn collector_stopped_then_continued() {
     let worker = program("fault_worker.c");
     let plain = plain_reference(&worker, dir.path());
     let collector = Collector::start(dir.path());
-    let mut w = spawn_captured(&mut shimmed(&worker, &collector.socket, dir.path()), dir.path());
+    let mut w = spawn_captured(
+        &mut shimmed(&worker, &collector.socket, dir.path()),
+        dir.path(),
+    );
     let wpid = w.pid() as i64;
     std::thread::sleep(Duration::from_millis(300));
     if !w.running() {
-        skip_notice("part of collector_stopped_then_continued", "the worker ended before the collector was stopped");
+        skip_notice(
+            "part of collector_stopped_then_continued",
+            "the worker ended before the collector was stopped",
+        );
     }
     let c = collector.run.as_ref().unwrap();
     c.signal(libc::SIGSTOP);
@@ -133,19 +186,39 @@ fn collector_stopped_then_continued() {
     loop {
         let mut cmd = Command::new(&m.memcollect);
         let rpath = dir.path().join("live-report.json");
-        cmd.args(["report", "--format", "json", "--top", "5", "--output"]).arg(&rpath);
-        cmd.arg("--socket").arg(&collector.socket).current_dir(dir.path());
+        cmd.args(["report", "--format", "json", "--top", "5", "--output"])
+            .arg(&rpath);
+        cmd.arg("--socket")
+            .arg(&collector.socket)
+            .current_dir(dir.path());
         scrub_env(&mut cmd);
         let r = run_captured(&mut cmd, dir.path(), Duration::from_secs(60));
-        assert_eq!(r.status.code(), Some(0), "memcollect report --socket: {}", r.stderr_str());
+        assert_eq!(
+            r.status.code(),
+            Some(0),
+            "memcollect report --socket: {}",
+            r.stderr_str()
+        );
         let text = std::fs::read(&rpath).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_slice(&text)
-            .unwrap_or_else(|e| panic!("memcollect report output is not JSON ({e}): {}", String::from_utf8_lossy(&text)));
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
+            panic!(
+                "memcollect report output is not JSON ({e}): {}",
+                String::from_utf8_lossy(&text)
+            )
+        });
         let procs = v["processes"].as_array().cloned().unwrap_or_default();
-        let p = procs.iter().find(|p| p["pid"].as_i64() == Some(wpid)).map(ProcessReport::from_json);
+        let p = procs
+            .iter()
+            .find(|p| p["pid"].as_i64() == Some(wpid))
+            .map(ProcessReport::from_json);
         if let Some(p) = p {
             if p.exit_code().is_some() || start.elapsed() > Duration::from_secs(20) {
-                assert_eq!(p.exit_code(), Some(3), "worker's exit in the collector's report: {}", p.exit);
+                assert_eq!(
+                    p.exit_code(),
+                    Some(3),
+                    "worker's exit in the collector's report: {}",
+                    p.exit
+                );
                 assert_eq!(p.totals.lost_events, 0, "lost events");
                 // ROUNDS rounds x 100000 mallocs, all freed at the end (the worker
                 // writes with write(2): no stdio buffer).
@@ -155,14 +228,23 @@ fn collector_stopped_then_continued() {
                     .sum();
                 let t = p.totals;
                 assert_eq!(
-                    (t.blocks_allocated, t.blocks_freed, t.bytes_allocated, t.live_blocks, t.live_bytes),
+                    (
+                        t.blocks_allocated,
+                        t.blocks_freed,
+                        t.bytes_allocated,
+                        t.live_blocks,
+                        t.live_bytes
+                    ),
                     (rounds * 100_000, rounds * 100_000, bytes, 0, 0),
                     "(blocks_allocated, blocks_freed, bytes_allocated, live_blocks, live_bytes)"
                 );
                 break;
             }
         } else {
-            assert!(start.elapsed() < Duration::from_secs(20), "worker pid {wpid} not in the collector's report");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "worker pid {wpid} not in the collector's report"
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

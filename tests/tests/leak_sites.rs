@@ -22,7 +22,11 @@ fn memshim_top_sites_are_the_three_leaks() {
     assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
     let (p, _) = run.process_of("leak_sites");
     let all: Vec<String> = p.sites.iter().map(|s| s.describe()).collect();
-    assert!(p.sites.len() >= 3, "expected at least 3 sites, got:\n{}", all.join("\n"));
+    assert!(
+        p.sites.len() >= 3,
+        "expected at least 3 sites, got:\n{}",
+        all.join("\n")
+    );
     // (function, live bytes, live blocks, alloc calls), sorted by live bytes.
     let expected = [
         ("leak_one_mebibyte", 1_048_576, 1, 1),
@@ -32,20 +36,38 @@ fn memshim_top_sites_are_the_three_leaks() {
     let mut m = Mismatches::default();
     for (i, (func, bytes, blocks, calls)) in expected.iter().enumerate() {
         let s = &p.sites[i];
-        m.eq(&format!("sites[{i}].live_bytes ({func})"), s.live_bytes, *bytes);
-        m.eq(&format!("sites[{i}].live_blocks ({func})"), s.live_blocks, *blocks);
-        m.eq(&format!("sites[{i}].alloc_calls ({func})"), s.alloc_calls, *calls);
-        m.eq(&format!("sites[{i}].bytes_allocated ({func})"), s.bytes_allocated, *bytes);
+        m.eq(
+            &format!("sites[{i}].live_bytes ({func})"),
+            s.live_bytes,
+            *bytes,
+        );
+        m.eq(
+            &format!("sites[{i}].live_blocks ({func})"),
+            s.live_blocks,
+            *blocks,
+        );
+        m.eq(
+            &format!("sites[{i}].alloc_calls ({func})"),
+            s.alloc_calls,
+            *calls,
+        );
+        m.eq(
+            &format!("sites[{i}].bytes_allocated ({func})"),
+            s.bytes_allocated,
+            *bytes,
+        );
         m.check(
             s.functions().iter().any(|f| f == func),
             format!("sites[{i}] should name {func}: {}", s.describe()),
         );
         m.check(
-            s.functions().iter().any(|f| *f == "main"),
+            s.functions().contains(&"main"),
             format!("sites[{i}] should have main in its stack: {}", s.describe()),
         );
         m.check(
-            !s.frames.iter().any(|f| f.module.as_deref().unwrap_or("").contains("libmemshim")),
+            !s.frames
+                .iter()
+                .any(|f| f.module.as_deref().unwrap_or("").contains("libmemshim")),
             format!("sites[{i}] has a frame in libmemshim.so: {}", s.describe()),
         );
     }
@@ -64,14 +86,18 @@ fn memshim_text_report_names_the_leaks() {
     let dir = programs::scratch();
     let out_file = dir.path().join("report.txt");
     let mut cmd = std::process::Command::new(memshim().memcollect);
-    cmd.args(["run", "--format", "text", "--top", "10", "--output"]).arg(&out_file);
+    cmd.args(["run", "--format", "text", "--top", "10", "--output"])
+        .arg(&out_file);
     cmd.arg("--").arg(program(FILE)).current_dir(dir.path());
     scrub_env(&mut cmd);
     let out = run_captured(&mut cmd, dir.path(), RUN_TIMEOUT);
     assert_eq!(out.code(), 0, "{}", out.stderr_str());
     let text = std::fs::read_to_string(&out_file).expect("text report");
     for f in ["leak_one_mebibyte", "leak_pages", "leak_small_objects"] {
-        assert!(text.contains(f), "the text report does not name {f}:\n{text}");
+        assert!(
+            text.contains(f),
+            "the text report does not name {f}:\n{text}"
+        );
     }
     assert!(out.stdout.is_empty(), "stdout: {}", out.stdout_str());
 }

@@ -9,17 +9,37 @@ const FILE: &str = "libc_calls.c";
 
 #[test]
 fn valgrind_live_set_is_the_tally() {
-    let Some(base) = valgrind_baseline(BASE_C) else { return };
+    let Some(base) = valgrind_baseline(BASE_C) else {
+        return;
+    };
     let dir = programs::scratch();
-    let Some(run) = valgrind_run(&program(FILE), &[] as &[&str], dir.path()) else { return };
+    let Some(run) = valgrind_run(&program(FILE), &[] as &[&str], dir.path()) else {
+        return;
+    };
     assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
     let t = Tally::only(&run.output.stderr_str(), "libc_calls");
-    assert_eq!((t.live_bytes, t.live_blocks), (333, 1), "the program's own tally");
+    assert_eq!(
+        (t.live_bytes, t.live_blocks),
+        (333, 1),
+        "the program's own tally"
+    );
     let v = run.pid(t.pid);
     let mut m = Mismatches::default();
-    m.eq("valgrind in use at exit (bytes) - baseline", v.in_use_bytes - base.in_use_bytes, t.live_bytes);
-    m.eq("valgrind in use at exit (blocks) - baseline", v.in_use_blocks - base.in_use_blocks, t.live_blocks);
-    m.eq("valgrind allocs - frees - baseline", (v.allocs - v.frees) - (base.allocs - base.frees), 1);
+    m.eq(
+        "valgrind in use at exit (bytes) - baseline",
+        v.in_use_bytes - base.in_use_bytes,
+        t.live_bytes,
+    );
+    m.eq(
+        "valgrind in use at exit (blocks) - baseline",
+        v.in_use_blocks - base.in_use_blocks,
+        t.live_blocks,
+    );
+    m.eq(
+        "valgrind allocs - frees - baseline",
+        (v.allocs - v.frees) - (base.allocs - base.frees),
+        1,
+    );
     m.finish(&format!("valgrind libc_calls {v:?}"));
 }
 
@@ -32,8 +52,16 @@ fn memshim_finishes_and_live_set_is_the_tally() {
     let (p, t) = run.process_of("libc_calls");
     let a = p.totals;
     let mut m = Mismatches::default();
-    m.eq("totals.live_bytes - baseline", a.live_bytes - base.live_bytes, t.live_bytes);
-    m.eq("totals.live_blocks - baseline", a.live_blocks - base.live_blocks, t.live_blocks);
+    m.eq(
+        "totals.live_bytes - baseline",
+        a.live_bytes - base.live_bytes,
+        t.live_bytes,
+    );
+    m.eq(
+        "totals.live_blocks - baseline",
+        a.live_blocks - base.live_blocks,
+        t.live_blocks,
+    );
     m.eq(
         "totals.blocks_allocated - blocks_freed - baseline",
         (a.blocks_allocated - a.blocks_freed) - (base.blocks_allocated - base.blocks_freed),

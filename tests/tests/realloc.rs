@@ -19,6 +19,10 @@ fn memshim_totals_equal_tally() {
     let mut m = Mismatches::default();
     // realloc(): 1 of NULL + 50 + 14 + 10 + 20 = 95; reallocarray(): 1 of NULL
     // + 6 + 1 = 8. Every call of the realloc family counts as a realloc call.
-    m.eq("totals.realloc_calls - baseline", p.totals.realloc_calls - base.realloc_calls, 103);
+    m.eq(
+        "totals.realloc_calls - baseline",
+        p.totals.realloc_calls - base.realloc_calls,
+        103,
+    );
     m.finish("realloc calls");
 }

@@ -21,18 +21,43 @@ fn memshim_live_set_is_exactly_the_leak() {
     let (p, t) = run.process_of("stress");
     // The program's own counts: exactly 10 M pairs plus the leak.
     assert_eq!(
-        (t.blocks_allocated, t.blocks_freed, t.live_blocks, t.live_bytes),
+        (
+            t.blocks_allocated,
+            t.blocks_freed,
+            t.live_blocks,
+            t.live_bytes
+        ),
         (10_004_000, 10_000_000, 4_000, 192_000),
         "the program's own tally"
     );
     let a = p.totals;
     let mut m = Mismatches::default();
     m.eq("totals.lost_events", a.lost_events, 0);
-    m.eq("totals.live_bytes - baseline", a.live_bytes - base.live_bytes, 192_000);
-    m.eq("totals.live_blocks - baseline", a.live_blocks - base.live_blocks, 4_000);
-    m.eq("totals.blocks_allocated - baseline", a.blocks_allocated - base.blocks_allocated, 10_004_000);
-    m.eq("totals.blocks_freed - baseline", a.blocks_freed - base.blocks_freed, 10_000_000);
-    m.eq("totals.bytes_allocated - baseline", a.bytes_allocated - base.bytes_allocated, t.bytes_allocated);
+    m.eq(
+        "totals.live_bytes - baseline",
+        a.live_bytes - base.live_bytes,
+        192_000,
+    );
+    m.eq(
+        "totals.live_blocks - baseline",
+        a.live_blocks - base.live_blocks,
+        4_000,
+    );
+    m.eq(
+        "totals.blocks_allocated - baseline",
+        a.blocks_allocated - base.blocks_allocated,
+        10_004_000,
+    );
+    m.eq(
+        "totals.blocks_freed - baseline",
+        a.blocks_freed - base.blocks_freed,
+        10_000_000,
+    );
+    m.eq(
+        "totals.bytes_allocated - baseline",
+        a.bytes_allocated - base.bytes_allocated,
+        t.bytes_allocated,
+    );
     m.check(p.exit_code() == Some(0), format!("exit {}", p.exit));
     // The leak is one site (one call site in worker) of 4000 x 48 bytes.
     let leak = p.sites.iter().find(|s| s.live_blocks == 4_000);
@@ -40,11 +65,17 @@ fn memshim_live_set_is_exactly_the_leak() {
         Some(s) => {
             m.eq("leak site live_bytes", s.live_bytes, 192_000);
             m.eq("leak site alloc_calls", s.alloc_calls, 4_000);
-            m.check(s.functions().iter().any(|f| *f == "worker"), format!("leak site should name worker: {}", s.describe()));
+            m.check(
+                s.functions().contains(&"worker"),
+                format!("leak site should name worker: {}", s.describe()),
+            );
         }
         None => m.check(
             false,
-            format!("no site with 4000 live blocks: {:?}", p.sites.iter().map(|s| s.describe()).collect::<Vec<_>>()),
+            format!(
+                "no site with 4000 live blocks: {:?}",
+                p.sites.iter().map(|s| s.describe()).collect::<Vec<_>>()
+            ),
         ),
     }
     m.finish(&format!("stress (baseline {base:?}; totals {a:?})"));
