@@ -19,7 +19,7 @@ fn run_json(file: &str, args: &[&str]) -> (MemshimRun, Value) {
     let p = run
         .processes
         .iter()
-        .find(|p| p.exe().ends_with(file.trim_end_matches(".c").to_owned().as_str()) || p.exe().contains("analysis_"))
+        .find(|p| p.exe().contains("analysis_"))
         .unwrap_or_else(|| panic!("no process for {file}"))
         .json
         .clone();
