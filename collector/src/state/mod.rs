@@ -18,6 +18,8 @@ pub mod session;
 pub mod timeline;
 
 #[cfg(test)]
+mod analysis_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use heap::{Heap, LiveBlock, Site};

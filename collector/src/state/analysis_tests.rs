@@ -1,0 +1,150 @@
+//! Session-level tests of the figures the analysis rests on: distributions,
+//! censored lifetimes, temporary and short-lived blocks, realloc chains,
+//! per-site series and the report sections built from them.
+
+use memshim_proto::{AllocKind, Event};
+
+use super::tests::{alloc, free, hello, malloc};
+use super::*;
+use crate::analysis::growth::{Classification, Severity};
+use crate::registry::Registry;
+use crate::report::build::{build_report, ReportOptions};
+use crate::symbolize::SymbolCache;
+
+const MS: u64 = 1_000_000;
+
+fn run(events: Vec<Event>) -> Session {
+    let mut s = Session::new(hello(100, None));
+    for e in events {
+        s.apply(e).unwrap();
+    }
+    s
+}
+
+#[test]
+fn distributions_are_exact_and_live_blocks_are_censored() {
+    let mut ev = Vec::new();
+    // 9 blocks of 32 B freed after 5 ms, one of 4096 B never freed.
+    for i in 0..9u64 {
+        ev.push(malloc(i * 10 * MS, 0x1000 + i * 0x100, 32, 1));
+        ev.push(free(i * 10 * MS + 5 * MS, 1, 0x1000 + i * 0x100, false));
+    }
+    ev.push(malloc(100 * MS, 0x9000, 4096, 1));
+    let s = run(ev);
+    let site = &s.heap().sites()[&1];
+    assert_eq!(site.size_dist.percentile(0.5), 32);
+    assert_eq!(site.size_dist.percentile(0.9), 32);
+    assert_eq!(site.size_dist.percentile(0.99), 4096);
+    assert_eq!(site.lifetime_dist.count(), 9);
+    assert_eq!(site.lifetime_dist.percentile(0.99), 5);
+    assert_eq!(site.live_blocks, 1, "the censored block");
+    assert_eq!((site.freed_blocks, site.short_lived), (9, 9));
+    assert_eq!(
+        site.temporary, 9,
+        "each freed before the thread's next allocation"
+    );
+    assert_eq!(s.sizes().1.count(), 10);
+    assert_eq!(s.lifetimes().1.count(), 9);
+}
+
+#[test]
+fn temporary_needs_no_allocation_in_between_on_the_same_thread() {
+    let s = run(vec![
+        malloc(MS, 0x10, 8, 1),
+        malloc(2 * MS, 0x20, 8, 2),
+        free(3 * MS, 1, 0x10, false), // another allocation came in between
+        free(4 * MS, 1, 0x20, false), // the latest allocation: temporary
+        malloc(5 * MS, 0x30, 8, 3),
+        free(200 * MS, 1, 0x30, false), // temporary, but not short-lived
+    ]);
+    let sites = s.heap().sites();
+    assert_eq!((sites[&1].temporary, sites[&1].short_lived), (0, 1));
+    assert_eq!((sites[&2].temporary, sites[&2].short_lived), (1, 1));
+    assert_eq!((sites[&3].temporary, sites[&3].short_lived), (1, 0));
+}
+
+#[test]
+fn realloc_chains_are_counted_on_the_realloc_site() {
+    let mut ev = vec![malloc(1, 0x100, 16, 1)];
+    let mut addr = 0x100;
+    for step in 1..=5u64 {
+        ev.push(free(step * 10, 1, addr, true));
+        addr += 0x100;
+        ev.push(alloc(
+            step * 10 + 1,
+            1,
+            addr,
+            16 * (step + 1),
+            2,
+            AllocKind::Realloc,
+        ));
+    }
+    // A shrink continues the chain but is no growth.
+    ev.push(free(100, 1, addr, true));
+    ev.push(alloc(101, 1, addr, 8, 2, AllocKind::Realloc));
+    let s = run(ev);
+    let site = &s.heap().sites()[&2];
+    assert_eq!(site.realloc_grows, 5);
+    assert_eq!(site.realloc_copied_bytes, 16 + 32 + 48 + 64 + 80);
+    assert_eq!(site.max_chain, 6);
+    assert_eq!(s.heap().live()[&addr].chain, 6);
+    assert_eq!(s.heap().live_bytes(), 8);
+}
+
+#[test]
+fn the_report_flags_a_leak_from_ticks_and_keeps_churn_flat() {
+    let registry = Registry::default();
+    let handle = registry.open(hello(7, None));
+    {
+        let mut s = handle.lock();
+        // 2 s: site 1 gains 4 KiB every 10 ms; site 2 replaces 10 blocks every 10 ms.
+        let mut churn_addr = 0x1_0000_0000u64;
+        for i in 0..10u64 {
+            s.apply(malloc(0, churn_addr + i, 64, 2)).unwrap();
+        }
+        for step in 0..200u64 {
+            let ts = step * 10 * MS + 1;
+            s.apply(malloc(ts, 0x10_0000 + step * 0x1000, 4096, 1))
+                .unwrap();
+            for i in 0..10u64 {
+                s.apply(free(ts, 1, churn_addr + i, false)).unwrap();
+            }
+            churn_addr += 0x100;
+            for i in 0..10u64 {
+                s.apply(malloc(ts, churn_addr + i, 64, 2)).unwrap();
+            }
+        }
+    }
+    let report = build_report(
+        &registry,
+        &SymbolCache::default(),
+        &ReportOptions::new(10, None),
+    );
+    let p = &report.processes[0];
+    assert_eq!(p.growth.len(), 1, "{:?}", p.growth);
+    let g = &p.growth[0];
+    assert_eq!(g.site.site, "0x1");
+    assert_eq!(g.classification, Classification::Leak);
+    assert_eq!(g.severity, Severity::High);
+    assert!(
+        (g.bytes_per_second - 409_600.0).abs() < 4_096.0,
+        "{}",
+        g.bytes_per_second
+    );
+    let kinds: Vec<(&str, &str)> = p
+        .recommendations
+        .iter()
+        .map(|r| (r.site.site.as_str(), r.kind.as_str()))
+        .collect();
+    assert_eq!(kinds, vec![("0x1", "fix_leak")]);
+    assert_eq!(p.recommendations[0].estimated_savings_bytes, 200 * 4096);
+    assert_eq!(p.peak.owners[0].site.site, "0x1");
+    assert_eq!(p.size_histogram.count, 10 + 200 * 11);
+    assert_eq!(p.size_histogram.p50, 64);
+    assert_eq!(p.lifetime_histogram.censored, 210);
+    assert_eq!(p.allocation_rate.bin_ms, 100);
+    assert_eq!(p.allocation_rate.max_per_second, 110 * 10 + 100);
+    let churn = p.sites.iter().find(|s| s.id == "0x2").unwrap();
+    assert_eq!(churn.lifetime_histogram.p50, 10);
+    assert_eq!(churn.lifetime_histogram.censored, 10);
+}
