@@ -31,7 +31,9 @@ mod recorder;
 mod sender;
 mod stack;
 mod thread_state;
+mod threads;
 mod unwind;
+mod watcher;
 
 #[global_allocator]
 static ALLOCATOR: allocator::RealAllocator = allocator::RealAllocator;

@@ -20,7 +20,7 @@ use crate::queue::{self, RawKind};
 use crate::sender::{self, Sink};
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
-use crate::{clock, modules, real, recorder};
+use crate::{clock, modules, real, recorder, watcher};
 
 const INIT_NONE: u8 = 0;
 const INIT_RUNNING: u8 = 1;
@@ -29,6 +29,8 @@ const INIT_DONE: u8 = 2;
 /// How long `exit` or `exec` waits for the collector to take the last events.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_CODE_UNKNOWN: i64 = i64::MIN;
+/// How long `exit` or `exec` waits for a last look at the loaded modules.
+const RESCAN_TIMEOUT: Duration = Duration::from_millis(200);
 
 static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -182,6 +184,7 @@ pub fn after_fork_child(parent: u32) {
     queue::reset_counters();
     recorder::forget_stacks();
     sender::reset_after_fork();
+    watcher::reset_after_fork();
     EXIT_CODE.store(EXIT_CODE_UNKNOWN, Ordering::Relaxed);
     PENDING_CHILD_OF.store(parent, Ordering::Release);
 }
@@ -203,6 +206,7 @@ extern "C" fn at_exit() {
     }
     let code = EXIT_CODE.load(Ordering::Relaxed);
     let code = (code != EXIT_CODE_UNKNOWN).then_some(code as i32);
+    watcher::rescan(RESCAN_TIMEOUT);
     if recorder::end(RawKind::EndExit, code) {
         sender::flush(FLUSH_TIMEOUT);
     }
@@ -214,7 +218,11 @@ extern "C" fn at_exit() {
 pub fn before_exec() {
     // SAFETY: getpid has no preconditions.
     let own_stream = STREAM_PID.load(Ordering::Acquire) == unsafe { libc::getpid() } as u32;
-    if own_stream && has_stream() && recorder::end(RawKind::EndExec, None) {
+    if !(own_stream && has_stream()) {
+        return;
+    }
+    watcher::rescan(RESCAN_TIMEOUT);
+    if recorder::end(RawKind::EndExec, None) {
         sender::flush(FLUSH_TIMEOUT);
     }
 }

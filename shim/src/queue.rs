@@ -8,7 +8,8 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
+use memshim_proto::Event;
 
 use crate::clock;
 use crate::sender;
@@ -83,10 +84,14 @@ pub struct StackRecord {
     pub frames: [u64; MAX_FRAMES],
 }
 
-/// The two queues of one process (a forked child gets fresh ones).
+/// The queues of one process (a forked child gets fresh ones).
 pub struct Channel {
+    /// Allocation events: bounded, fixed-size, never allocates.
     pub events: ArrayQueue<RawEvent>,
+    /// Stack definitions: bounded, rare.
     pub stacks: ArrayQueue<StackRecord>,
+    /// Module announcements from the watcher thread: rare, unbounded.
+    pub modules: SegQueue<Event>,
 }
 
 static CHANNEL: AtomicPtr<Channel> = AtomicPtr::new(std::ptr::null_mut());
@@ -102,6 +107,7 @@ pub fn create() {
     let ch = Box::new(Channel {
         events: ArrayQueue::new(EVENT_CAPACITY),
         stacks: ArrayQueue::new(STACK_CAPACITY),
+        modules: SegQueue::new(),
     });
     CHANNEL.store(Box::into_raw(ch), Ordering::Release);
 }

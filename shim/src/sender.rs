@@ -1,8 +1,9 @@
 //! The sender thread: drains the queues, encodes batches, writes the stream.
 //!
 //! One per process. It owns the connection to the collector (or the trace
-//! file), announces modules as they are loaded, samples memory statistics, and
-//! acknowledges flush requests so that `exit` and `exec` lose nothing.
+//! file), forwards what the module watcher found, samples memory statistics,
+//! and acknowledges flush requests so that `exit` and `exec` lose nothing.
+//! It never takes a lock the program's threads could hold (see `watcher`).
 
 use std::fs::File;
 use std::io::Write;
@@ -19,7 +20,7 @@ use memshim_proto::{
 use crate::clock;
 use crate::modules::ModuleTracker;
 use crate::queue::{self, Channel, RawEvent, RawKind};
-use crate::thread_state;
+use crate::{threads, watcher};
 
 const NONE: u8 = 0;
 const LIVE: u8 = 1;
@@ -31,7 +32,6 @@ static FLUSHED: AtomicU64 = AtomicU64::new(0);
 
 const BATCH_EVENTS: usize = 16 * 1024;
 const IDLE_SLEEP: Duration = Duration::from_millis(1);
-const MODULE_CHECK_NS: u64 = 10_000_000;
 const STATS_NS: u64 = 100_000_000;
 
 /// Where the stream goes.
@@ -88,7 +88,8 @@ pub fn reset_after_fork() {
 }
 
 /// Writes the stream header, `hello` and the module map, then starts the
-/// sender thread. Runs under the guard. Returns `false` if the sink failed.
+/// sender thread and the module watcher. Runs under the guard. Returns
+/// `false` if the sink failed.
 pub fn start(mut sink: Sink, hello: Hello) -> bool {
     let mut modules = ModuleTracker::default();
     let mut batch = vec![Event::Hello(hello)];
@@ -101,80 +102,24 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
         return false;
     }
     STATE.store(LIVE, Ordering::Release);
-    let spawned = with_signals_blocked(|| spawn(Box::new(SenderArgs { sink, modules })));
-    if !spawned {
+    if !threads::spawn_guarded(c"memshim-sender", Box::new(move || run(sink))) {
         STATE.store(DEAD, Ordering::Release);
+        return false;
     }
-    spawned
-}
-
-/// What the sender thread starts with.
-struct SenderArgs {
-    sink: Sink,
-    modules: ModuleTracker,
-}
-
-/// Starts the sender with `pthread_create` rather than `std::thread`: the
-/// thread must take its guard before anything runs on it, and std's thread
-/// start-up allocates before the closure is called.
-fn spawn(args: Box<SenderArgs>) -> bool {
-    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
-        thread_state::guard_forever();
-        // SAFETY: `arg` is the box leaked by `spawn`, handed over exactly once.
-        let args = unsafe { Box::from_raw(arg.cast::<SenderArgs>()) };
-        run(args.sink, args.modules);
-        std::ptr::null_mut()
-    }
-    let arg = Box::into_raw(args);
-    // SAFETY: plain pthread calls with valid pointers; on failure the box is reclaimed.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
-        let mut thread: libc::pthread_t = 0;
-        let rc = libc::pthread_create(&mut thread, &attr, start, arg.cast());
-        libc::pthread_attr_destroy(&mut attr);
-        if rc != 0 {
-            drop(Box::from_raw(arg));
-            return false;
-        }
-        libc::pthread_setname_np(thread, c"memshim-sender".as_ptr());
-    }
+    // Without the watcher, libraries loaded later are simply not announced.
+    watcher::start(modules);
     true
 }
 
-/// Runs `f` with every signal blocked, so that a thread it creates starts
-/// (and stays) with all signals blocked: the host's signals are for its own threads.
-fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: plain signal-mask manipulation with valid pointers.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let out = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        out
-    }
-}
-
-fn run(mut sink: Sink, mut modules: ModuleTracker) {
+fn run(mut sink: Sink) {
     let mut batch: Vec<Event> = Vec::with_capacity(BATCH_EVENTS);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-    let mut last_module_check = 0;
     let mut last_stats = 0;
     let mut lost_sent = 0;
     loop {
         let flush_request = FLUSH_REQUESTED.load(Ordering::Acquire);
         let Some(ch) = queue::channel() else { return };
         let now = clock::since_start_ns();
-        if now - last_module_check >= MODULE_CHECK_NS
-            || flush_request != FLUSHED.load(Ordering::Relaxed)
-        {
-            last_module_check = now;
-            announce_modules(&mut modules, &mut batch);
-        }
         drain(ch, &mut batch);
         if now - last_stats >= STATS_NS {
             last_stats = now;
@@ -206,20 +151,11 @@ fn run(mut sink: Sink, mut modules: ModuleTracker) {
     }
 }
 
-fn announce_modules(modules: &mut ModuleTracker, batch: &mut Vec<Event>) {
-    if let Some(changes) = modules.changes() {
-        let ts = clock::since_start_ns();
-        batch.extend(
-            changes
-                .unloaded
-                .into_iter()
-                .map(|base| Event::ModuleUnloaded { ts, base }),
-        );
-        batch.extend(changes.loaded.into_iter().map(Event::Module));
-    }
-}
-
 fn drain(ch: &Channel, batch: &mut Vec<Event>) {
+    // Modules first: frames of later events may point into them.
+    while let Some(module) = ch.modules.pop() {
+        batch.push(module);
+    }
     while let Some(rec) = ch.stacks.pop() {
         batch.push(Event::Stack(StackDef {
             id: rec.id,

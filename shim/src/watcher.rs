@@ -1,0 +1,75 @@
+//! The module watcher: a thread that notices `dlopen` and `dlclose`.
+//!
+//! Enumerating modules takes the dynamic loader's lock. A thread inside
+//! `dlopen` holds that lock and may allocate, and with a full queue it waits
+//! for the sender; so the sender must never take the lock itself. The watcher
+//! does, on its own thread, and hands what it finds to the sender through the
+//! channel's (unbounded, lock-free) module queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use memshim_proto::Event;
+
+use crate::clock;
+use crate::modules::ModuleTracker;
+use crate::queue;
+use crate::sender;
+
+const POLL: Duration = Duration::from_millis(10);
+const TICK: Duration = Duration::from_millis(1);
+
+static SCAN_REQUESTED: AtomicU64 = AtomicU64::new(0);
+static SCAN_DONE: AtomicU64 = AtomicU64::new(0);
+
+/// Starts the watcher with the modules the stream has announced so far.
+pub fn start(tracker: ModuleTracker) -> bool {
+    crate::threads::spawn_guarded(c"memshim-modules", Box::new(move || run(tracker)))
+}
+
+fn run(mut tracker: ModuleTracker) {
+    let mut waited = Duration::ZERO;
+    while sender::is_live() {
+        let request = SCAN_REQUESTED.load(Ordering::Acquire);
+        if waited >= POLL || request != SCAN_DONE.load(Ordering::Relaxed) {
+            waited = Duration::ZERO;
+            announce(&mut tracker);
+            SCAN_DONE.store(request, Ordering::Release);
+        }
+        std::thread::sleep(TICK);
+        waited += TICK;
+    }
+}
+
+fn announce(tracker: &mut ModuleTracker) {
+    let Some(changes) = tracker.changes() else {
+        return;
+    };
+    let Some(ch) = queue::channel() else { return };
+    let ts = clock::since_start_ns();
+    for base in changes.unloaded {
+        ch.modules.push(Event::ModuleUnloaded { ts, base });
+    }
+    for module in changes.loaded {
+        ch.modules.push(Event::Module(module));
+    }
+}
+
+/// Asks the watcher for a fresh look and waits for it, at most `timeout`
+/// (the loader lock may be held for longer by a thread of the program).
+pub fn rescan(timeout: Duration) {
+    let request = SCAN_REQUESTED.fetch_add(1, Ordering::AcqRel) + 1;
+    let deadline = clock::monotonic_ns() + timeout.as_nanos() as u64;
+    while SCAN_DONE.load(Ordering::Acquire) < request
+        && sender::is_live()
+        && clock::monotonic_ns() < deadline
+    {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Forgets the parent's requests in a forked child (the thread does not exist there).
+pub fn reset_after_fork() {
+    SCAN_REQUESTED.store(0, Ordering::Relaxed);
+    SCAN_DONE.store(0, Ordering::Relaxed);
+}
