@@ -141,3 +141,31 @@ fn realloc_chains_get_a_reserve_recommendation_and_a_clean_program_none() {
     assert_eq!(clean["recommendations"], Value::Array(vec![]), "{:#}", clean["recommendations"]);
     assert_eq!(clean["growth"], Value::Array(vec![]));
 }
+
+#[test]
+fn categories_sum_the_sites_they_match_and_a_bad_file_is_one_error_line() {
+    let dir = programs::scratch();
+    let cats = dir.path().join("categories.txt");
+    std::fs::write(&cats, "# test\nKib = function:alloc_kib\nSmall = function:alloc_sm* | module:nothing.so\n").unwrap();
+    let cats_arg = cats.to_str().unwrap();
+    let run = memcollect_run(&program("analysis_frag.c"), &[] as &[&str], &["--categories", cats_arg], dir.path());
+    assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
+    let p = &run.processes.iter().find(|p| p.exe().contains("analysis_")).unwrap().json;
+    let find = |name: &str| {
+        p["categories"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_else(|| panic!("{name}: {:#}", p["categories"]))
+    };
+    assert_eq!((u(&find("Kib")["live_bytes"]), u(&find("Kib")["live_blocks"])), (1_024_000, 1_000));
+    assert_eq!((u(&find("Small")["live_bytes"]), u(&find("Small")["sites"])), (24_000, 1));
+    assert_eq!(site_with(p, "alloc_kib").unwrap()["category"], "Kib");
+
+    std::fs::write(&cats, "Kib function alloc_kib\n").unwrap();
+    let m = memshim();
+    let mut cmd = std::process::Command::new(&m.memcollect);
+    cmd.args(["run", "--categories", cats_arg, "--", "true"]);
+    scrub_env(&mut cmd);
+    let out = run_captured(&mut cmd, dir.path(), Duration::from_secs(60));
+    assert_ne!(out.code(), 0);
+    let lines = out.stderr_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("line 1"), "{lines:?}");
+}
