@@ -210,7 +210,7 @@ pub fn memcollect_run<S: AsRef<OsStr>>(
 
 /// How long a `memcollect run` of a small program may take before the test
 /// calls it a hang.
-pub const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// [`memcollect_run`] with an explicit timeout.
 pub fn memcollect_run_timeout<S: AsRef<OsStr>>(
