@@ -174,17 +174,25 @@ pub struct MemshimRun {
 }
 
 impl MemshimRun {
-    /// The report's process with this pid; panics (listing the pids) if absent.
+    /// The report's process with this pid: its final image (an image that
+    /// ended in `exec` shares the pid of the one that replaced it); panics
+    /// (listing the pids) if there is none, or more than one.
     pub fn process(&self, pid: i64) -> &ProcessReport {
-        self.processes
+        let images: Vec<&ProcessReport> = self
+            .processes
             .iter()
-            .find(|p| p.pid == pid)
-            .unwrap_or_else(|| {
+            .filter(|p| p.pid == pid && p.exit != "exec")
+            .collect();
+        match images.as_slice() {
+            [one] => one,
+            _ => {
                 panic!(
-                    "no process {pid} in the report (pids: {:?})",
-                    self.processes.iter().map(|p| p.pid).collect::<Vec<_>>()
-                )
-            })
+                "expected one final image of process {pid} in the report, got {} (processes: {:?})",
+                images.len(),
+                self.processes.iter().map(|p| (p.pid, p.exit.to_string())).collect::<Vec<_>>()
+            )
+            }
+        }
     }
 
     /// The report's process for the only tally line of `program`.

@@ -24,16 +24,30 @@ impl Collector {
         let m = memshim();
         let socket = dir.join("collector.sock");
         let mut cmd = Command::new(&m.memcollect);
-        cmd.arg("serve").arg("--socket").arg(&socket).current_dir(dir);
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .current_dir(dir);
         scrub_env(&mut cmd);
         let mut running = spawn_captured(&mut cmd, dir);
         let start = Instant::now();
         while !socket.exists() {
-            assert!(running.running(), "memcollect serve exited: {}", running.stderr_so_far());
-            assert!(start.elapsed() < Duration::from_secs(20), "memcollect serve did not listen");
+            assert!(
+                running.running(),
+                "memcollect serve exited: {}",
+                running.stderr_so_far()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "memcollect serve did not listen"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Collector { running: Some(running), socket, dir: dir.to_owned() }
+        Collector {
+            running: Some(running),
+            socket,
+            dir: dir.to_owned(),
+        }
     }
 
     /// Starts `prog args` with the shim preloaded, streaming to this collector.
@@ -52,17 +66,34 @@ impl Collector {
     pub fn ask(&self, args: &[&str]) -> String {
         let m = memshim();
         let mut cmd = Command::new(&m.memcollect);
-        cmd.args(args).arg("--socket").arg(&self.socket).current_dir(&self.dir);
+        cmd.args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .current_dir(&self.dir);
         scrub_env(&mut cmd);
         let out = run_captured(&mut cmd, &self.dir, Duration::from_secs(60));
-        assert_eq!(out.code(), 0, "memcollect {args:?} failed: {}", out.stderr_str());
+        assert_eq!(
+            out.code(),
+            0,
+            "memcollect {args:?} failed: {}",
+            out.stderr_str()
+        );
         out.stdout_str()
     }
 
     /// `memcollect report --pid P --format json --top N`, parsed: the process's entry.
     pub fn report_of(&self, pid: i32, top: usize) -> Value {
-        let text = self.ask(&["report", "--pid", &pid.to_string(), "--format", "json", "--top", &top.to_string()]);
-        let report: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        let text = self.ask(&[
+            "report",
+            "--pid",
+            &pid.to_string(),
+            "--format",
+            "json",
+            "--top",
+            &top.to_string(),
+        ]);
+        let report: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
         let procs = report["processes"].as_array().expect("processes");
         assert_eq!(procs.len(), 1, "one process with pid {pid}: {text}");
         procs[0].clone()
@@ -87,9 +118,13 @@ pub fn entries_for<'a>(list: &'a Value, function: &str) -> Vec<&'a Value> {
 
 /// The site of a report's `sites` (or `sites_by_bytes_allocated`) whose frames include `function`.
 pub fn site_with<'a>(process: &'a Value, function: &str) -> Option<&'a Value> {
-    ["sites", "sites_by_bytes_allocated"].iter().find_map(|list| {
-        process[list].as_array()?.iter().find(|s| {
-            s["frames"].as_array().is_some_and(|f| f.iter().any(|fr| fr["function"] == function))
+    ["sites", "sites_by_bytes_allocated"]
+        .iter()
+        .find_map(|list| {
+            process[list].as_array()?.iter().find(|s| {
+                s["frames"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|fr| fr["function"] == function))
+            })
         })
-    })
 }
