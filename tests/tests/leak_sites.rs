@@ -56,6 +56,12 @@ fn memshim_top_sites_are_the_three_leaks() {
             s.bytes_allocated,
             *bytes,
         );
+        // a leak site's live bytes only grow: its peak is what it holds at exit
+        m.eq(
+            &format!("sites[{i}].peak_bytes ({func})"),
+            s.peak_bytes,
+            *bytes,
+        );
         m.check(
             s.functions().iter().any(|f| f == func),
             format!("sites[{i}] should name {func}: {}", s.describe()),
