@@ -13,7 +13,7 @@ build:
 
 ## test: every unit and end-to-end test (builds first)
 test: build
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-fail-fast
 
 ## demo: profile examples/demo.c, a small service with a leak, churn and a table
 demo: build

@@ -1,9 +1,10 @@
 //! Reading one event stream into the registry.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use memshim_proto::framing::encode_message;
 use memshim_proto::{Event, FrameError, FrameReader, Hello};
 
 use crate::registry::{Registry, SessionHandle};
@@ -66,10 +67,13 @@ pub struct SaveTo<'a> {
 ///
 /// Returns the session it fed. On error the session keeps what it had and is
 /// closed as cut.
+/// `replies`, when the stream comes from a live process, carries answers back
+/// to it (the live set for its exit scan); a saved trace has none.
 pub fn ingest<R: Read>(
     registry: &Registry,
     reader: R,
     save: Option<SaveTo<'_>>,
+    mut replies: Option<Box<dyn Write>>,
 ) -> Result<Arc<SessionHandle>, IngestFailure> {
     let (reader, tee) = TeeReader::new(reader);
     if save.is_none() {
@@ -90,7 +94,7 @@ pub fn ingest<R: Read>(
         }
     }
     let handle = registry.open(hello);
-    let result = apply_all(registry, &handle, rest, &mut frames);
+    let result = apply_all(registry, &handle, rest, &mut frames, &mut replies);
     registry.close(&handle);
     finish_tee(&tee, pid);
     result.map(|()| handle).map_err(|e| fail(Some(pid), e))
@@ -118,15 +122,18 @@ fn first_hello<R: Read>(
     }
 }
 
+type Replies = Option<Box<dyn Write>>;
+
 fn apply_all<R: Read>(
     registry: &Registry,
     handle: &SessionHandle,
     first: std::vec::IntoIter<Event>,
     frames: &mut FrameReader<R>,
+    replies: &mut Replies,
 ) -> Result<(), IngestError> {
-    apply_batch(registry, handle, first)?;
+    apply_batch(registry, handle, first, replies)?;
     while let Some(batch) = frames.next_batch().map_err(IngestError::Frame)? {
-        apply_batch(registry, handle, batch.into_iter())?;
+        apply_batch(registry, handle, batch.into_iter(), replies)?;
     }
     Ok(())
 }
@@ -135,11 +142,25 @@ fn apply_batch(
     registry: &Registry,
     handle: &SessionHandle,
     events: impl Iterator<Item = Event>,
+    replies: &mut Replies,
 ) -> Result<(), IngestError> {
     let mut session = handle.lock();
     for event in events {
-        if let Event::Forked { child_pid, .. } = event {
-            registry.offer_fork(session.hello().pid, child_pid, session.fork_snapshot());
+        match event {
+            Event::Forked { child_pid, .. } => {
+                registry.offer_fork(session.hello().pid, child_pid, session.fork_snapshot())
+            }
+            Event::ScanRequest { .. } => {
+                if let Some(out) = replies.as_mut() {
+                    let mut frame = Vec::new();
+                    encode_message(&session.scan_request(), &mut frame);
+                    if out.write_all(&frame).and_then(|()| out.flush()).is_err() {
+                        // The process gave up waiting; it exits without a scan.
+                        *replies = None;
+                    }
+                }
+            }
+            _ => {}
         }
         session.apply(event).map_err(IngestError::Protocol)?;
     }

@@ -209,8 +209,15 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
     }
     if magic == STREAM_MAGIC {
         let save = shared.data_dir.as_deref().map(|dir| SaveTo { dir });
+        // Replies (the live set for an exit scan) go back on the same socket;
+        // a process that stops reading must not hold this thread for ever.
+        let replies = stream.try_clone().ok().filter(|r| {
+            r.set_write_timeout(Some(std::time::Duration::from_secs(30)))
+                .is_ok()
+        });
         let reader = io::Cursor::new(magic).chain(stream);
-        if let Err(failure) = ingest(&shared.registry, reader, save) {
+        let replies = replies.map(|r| Box::new(r) as Box<dyn io::Write>);
+        if let Err(failure) = ingest(&shared.registry, reader, save, replies) {
             eprintln!("memcollect: {failure}");
         }
     } else if magic == CONTROL_MAGIC {

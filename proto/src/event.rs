@@ -66,6 +66,15 @@ pub enum Event {
         /// Total number of events the shim could not deliver.
         count: u64,
     },
+    /// The process is exiting normally and asks for its live set, to classify
+    /// leaks: the collector answers on the same connection with a
+    /// [`LiveSet`] frame listing the blocks it holds as live, by address.
+    ScanRequest {
+        /// Nanoseconds since start.
+        ts: u64,
+    },
+    /// Result of the reachability scan of the blocks in the [`LiveSet`] reply.
+    LeakScan(LeakScan),
     /// The last event of a stream that ended in an orderly way.
     End(End),
 }
@@ -252,4 +261,49 @@ pub struct End {
     pub reason: EndReason,
     /// Total events dropped over the life of the process.
     pub lost_events: u64,
+}
+
+/// One live block, as the collector sends it back for the exit scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveBlock {
+    /// Address of the block.
+    pub addr: u64,
+    /// Requested size in bytes.
+    pub size: u64,
+}
+
+/// The collector's reply to [`Event::ScanRequest`]: every block it holds as
+/// live, sorted by address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSet {
+    /// Live blocks in ascending address order.
+    pub blocks: Vec<LiveBlock>,
+}
+
+/// How a block still allocated at exit is reached, in memcheck's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LeakClass {
+    /// A chain of pointers to block starts leads to it from a root.
+    Reachable,
+    /// Only chains with an interior pointer lead to it from a root.
+    Possibly,
+    /// No chain from a root, but a lost block points to it.
+    Indirectly,
+    /// Nothing points to it.
+    Definitely,
+}
+
+/// What the exit scan found, block by block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeakScan {
+    /// Nanoseconds since start when the scan finished.
+    pub ts: u64,
+    /// How long the scan took in the process, in nanoseconds.
+    pub duration_ns: u64,
+    /// One class per block of the [`LiveSet`], in its order.
+    pub classes: Vec<LeakClass>,
+    /// Bytes of root memory scanned (module data, stacks, thread-local storage).
+    pub root_bytes: u64,
+    /// Bytes of heap blocks scanned.
+    pub heap_bytes: u64,
 }

@@ -20,7 +20,7 @@ use crate::event::Event;
 pub const STREAM_MAGIC: [u8; 8] = *b"MEMSHIM\x00";
 
 /// Version of the event format. Bump it on any incompatible change to [`Event`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Length of the stream header in bytes.
 pub const HEADER_LEN: usize = 12;
@@ -119,6 +119,40 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, FrameError> {
         )));
     }
     Ok(events)
+}
+
+/// Appends one frame holding any serializable message (the collector's
+/// replies, such as [`crate::LiveSet`]), length prefix included.
+pub fn encode_message<T: serde::Serialize>(message: &T, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    bincode::serde::encode_into_std_write(message, out, config())
+        .expect("writing to a Vec cannot fail");
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Reads one frame written by [`encode_message`].
+pub fn read_message<T: serde::de::DeserializeOwned, R: Read>(
+    reader: &mut R,
+) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    read_exact_or(reader, &mut len, FrameError::Truncated)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::FrameTooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    read_exact_or(reader, &mut buf, FrameError::Truncated)?;
+    let (message, used): (T, usize) = bincode::serde::decode_from_slice(&buf, config())
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    if used != len {
+        return Err(FrameError::Decode(format!(
+            "{} trailing bytes after a message",
+            len - used
+        )));
+    }
+    Ok(message)
 }
 
 /// Reads a stream frame by frame.
@@ -289,6 +323,18 @@ mod tests {
             FrameReader::new(&huge[..]).unwrap().next_batch(),
             Err(FrameError::FrameTooLarge(_))
         ));
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let set = crate::LiveSet {
+            blocks: vec![crate::LiveBlock { addr: 16, size: 24 }],
+        };
+        let mut out = Vec::new();
+        encode_message(&set, &mut out);
+        let back: crate::LiveSet = read_message(&mut &out[..]).unwrap();
+        assert_eq!(back, set);
+        assert!(read_message::<crate::LiveSet, _>(&mut &out[..3]).is_err());
     }
 
     #[test]

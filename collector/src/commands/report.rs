@@ -85,7 +85,7 @@ pub fn offline(traces: &[PathBuf], options: &ReportOptions) -> Result<Report, Fa
 /// Reads one trace; a trace cut short is reported with a warning, an unreadable one is an error.
 fn read_trace(registry: &Registry, path: &PathBuf) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    match ingest(registry, file, None) {
+    match ingest(registry, file, None, None) {
         Ok(_) => Ok(()),
         Err(failure) => match (failure.pid, &failure.error) {
             (Some(pid), IngestError::Frame(e)) => {

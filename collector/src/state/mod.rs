@@ -2,6 +2,7 @@
 //!
 //! * [`session`]: one process image: counters, lifecycle, events applied in order.
 //! * [`heap`]: the live set, the allocation sites and the process peak.
+//! * [`leaks`]: leak classes of the blocks live at exit, from the shim's scan.
 //! * [`mmaps`]: mapped ranges.
 //! * [`modules`]: loaded objects, to map addresses back to files.
 //! * [`histogram`], [`distribution`], [`timeline`], [`rate`], [`series`]: bounded
@@ -10,6 +11,7 @@
 pub mod distribution;
 pub mod heap;
 pub mod histogram;
+pub mod leaks;
 pub mod mmaps;
 pub mod modules;
 pub mod rate;

@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use memshim_proto::{
-    Alloc, AllocKind, EndReason, Event, Free, Hello, Mmap, Munmap, StackId, Stats,
+    Alloc, AllocKind, EndReason, Event, Free, Hello, LiveSet, Mmap, Munmap, StackId, Stats,
 };
 use serde::{Deserialize, Serialize};
 
 use super::distribution::Distribution;
 use super::heap::{Heap, LiveBlock, SHORT_LIVED_MS};
 use super::histogram::Log2Histogram;
+use super::leaks::LeakScanState;
 use super::mmaps::Mappings;
 use super::modules::ModuleMap;
 use super::rate::RateSeries;
@@ -67,12 +68,20 @@ pub struct Counters {
 pub enum ProtocolError {
     /// A second `Hello` inside one stream.
     SecondHello,
+    /// A leak scan whose length is not that of the live set sent for it.
+    ScanMismatch,
 }
 
 impl std::fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ProtocolError::SecondHello => write!(f, "protocol error: a second Hello in one stream"),
+            ProtocolError::ScanMismatch => {
+                write!(
+                    f,
+                    "protocol error: a leak scan that does not match the live set sent"
+                )
+            }
         }
     }
 }
@@ -117,6 +126,7 @@ pub struct Session {
     closed: bool,
     exit_override: Option<Exit>,
     last_ts: u64,
+    leaks: LeakScanState,
 }
 
 impl Session {
@@ -141,6 +151,7 @@ impl Session {
             closed: false,
             exit_override: None,
             last_ts: 0,
+            leaks: LeakScanState::default(),
         }
     }
 
@@ -196,6 +207,13 @@ impl Session {
             Event::Forked { ts, .. } => self.touch(ts),
             Event::Stats(s) => self.stats(s),
             Event::Lost { count } => self.lost(count),
+            Event::ScanRequest { ts } => self.touch(ts),
+            Event::LeakScan(scan) => {
+                self.touch(scan.ts);
+                if !self.leaks.record(scan) {
+                    return Err(ProtocolError::ScanMismatch);
+                }
+            }
             Event::End(e) => {
                 self.touch(e.ts);
                 self.lost(e.lost_events);
@@ -204,6 +222,16 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The live set to send back for the exit scan the process asked for.
+    pub fn scan_request(&mut self) -> LiveSet {
+        self.leaks.request(self.heap.live().iter())
+    }
+
+    /// The exit scan's result, if the process sent one.
+    pub fn leaks(&self) -> &LeakScanState {
+        &self.leaks
     }
 
     /// Marks the stream as finished (end of file or read error).

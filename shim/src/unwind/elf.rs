@@ -150,6 +150,7 @@ const DW_EH_PE_SDATA4: u8 = 0x0b;
 const DW_EH_PE_SDATA8: u8 = 0x0c;
 const DW_EH_PE_PCREL: u8 = 0x10;
 const DW_EH_PE_DATAREL: u8 = 0x30;
+const DW_EH_PE_INDIRECT: u8 = 0x80;
 
 /// Decodes `eh_frame_ptr`, the runtime address of `.eh_frame`, from the
 /// `.eh_frame_hdr` at runtime address `hdr_addr`.
@@ -167,7 +168,7 @@ fn eh_frame_ptr(hdr: &[u8], hdr_addr: u64) -> Option<u64> {
         return None;
     }
     let enc = hdr[1];
-    if enc == DW_EH_PE_OMIT {
+    if enc == DW_EH_PE_OMIT || enc & DW_EH_PE_INDIRECT != 0 {
         return None;
     }
     let field = &hdr[4..];
