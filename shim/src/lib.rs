@@ -23,6 +23,7 @@ mod bootstrap;
 mod clock;
 mod config;
 mod hooks;
+mod leakscan;
 mod lifecycle;
 mod modules;
 mod queue;

@@ -20,7 +20,7 @@ use crate::queue::{self, RawKind};
 use crate::sender::{self, Sink};
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
-use crate::{clock, modules, real, recorder, watcher};
+use crate::{clock, leakscan, modules, real, recorder, watcher};
 
 const INIT_NONE: u8 = 0;
 const INIT_RUNNING: u8 = 1;
@@ -201,15 +201,25 @@ fn has_stream() -> bool {
 }
 
 extern "C" fn at_exit() {
+    let entry_sp = stack_pointer();
     if !has_stream() {
         return;
     }
     let code = EXIT_CODE.load(Ordering::Relaxed);
     let code = (code != EXIT_CODE_UNKNOWN).then_some(code as i32);
     watcher::rescan(RESCAN_TIMEOUT);
+    leakscan::run(entry_sp, FLUSH_TIMEOUT);
     if recorder::end(RawKind::EndExit, code) {
         sender::flush(FLUSH_TIMEOUT);
     }
+}
+
+/// The current stack pointer (an approximation one frame off is fine: it
+/// only bounds where the exit scan starts reading the stack).
+#[inline(always)]
+fn stack_pointer() -> u64 {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as u64
 }
 
 /// Before `exec`: send everything and say so. If `exec` fails the stream

@@ -46,6 +46,8 @@ pub enum RawKind {
     EndExit,
     /// about to `exec`
     EndExec,
+    /// exiting normally: asks the collector for the live set to scan
+    ScanRequest,
 }
 
 /// One queued event; the sender turns it into a protocol event.
@@ -90,8 +92,9 @@ pub struct Channel {
     pub events: ArrayQueue<RawEvent>,
     /// Stack definitions: bounded, rare.
     pub stacks: ArrayQueue<StackRecord>,
-    /// Module announcements from the watcher thread: rare, unbounded.
-    pub modules: SegQueue<Event>,
+    /// Rare, large events built off the hot path (modules from the watcher
+    /// thread, the exit leak scan): unbounded, lock-free.
+    pub rare: SegQueue<Event>,
 }
 
 static CHANNEL: AtomicPtr<Channel> = AtomicPtr::new(std::ptr::null_mut());
@@ -107,7 +110,7 @@ pub fn create() {
     let ch = Box::new(Channel {
         events: ArrayQueue::new(EVENT_CAPACITY),
         stacks: ArrayQueue::new(STACK_CAPACITY),
-        modules: SegQueue::new(),
+        rare: SegQueue::new(),
     });
     CHANNEL.store(Box::into_raw(ch), Ordering::Release);
 }

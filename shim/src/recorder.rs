@@ -192,6 +192,16 @@ pub fn forked(child: i32) {
     );
 }
 
+/// Queues the request for the live set that the exit leak scan needs.
+pub fn scan_request() -> bool {
+    let Some(rec) = begin() else { return false };
+    queue::push(
+        rec.channel,
+        RawEvent::simple(RawKind::ScanRequest, rec.guard.tid(), 0),
+    );
+    true
+}
+
 /// Queues the orderly end of the stream; nothing is recorded after it.
 pub fn end(kind: RawKind, exit_code: Option<i32>) -> bool {
     let Some(rec) = begin() else { return false };

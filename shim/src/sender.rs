@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use memshim_proto::framing::{encode_frame, stream_header};
@@ -29,6 +29,8 @@ const DEAD: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(NONE);
 static FLUSH_REQUESTED: AtomicU64 = AtomicU64::new(0);
 static FLUSHED: AtomicU64 = AtomicU64::new(0);
+/// A duplicate of the collector socket, for reading its replies (-1: none).
+static REPLY_FD: AtomicI32 = AtomicI32::new(-1);
 
 const BATCH_EVENTS: usize = 16 * 1024;
 const IDLE_SLEEP: Duration = Duration::from_millis(1);
@@ -83,6 +85,7 @@ pub fn is_live() -> bool {
 /// Forgets the parent's sender in a forked child (the thread does not exist there).
 pub fn reset_after_fork() {
     STATE.store(NONE, Ordering::Relaxed);
+    REPLY_FD.store(-1, Ordering::Relaxed);
     FLUSH_REQUESTED.store(0, Ordering::Relaxed);
     FLUSHED.store(0, Ordering::Relaxed);
 }
@@ -100,6 +103,11 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
     encode_frame(&batch, &mut buf);
     if sink.write_all(&buf).is_err() {
         return false;
+    }
+    if let Sink::Socket(s) = &sink {
+        // SAFETY: duplicating a valid descriptor, close-on-exec.
+        let fd = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        REPLY_FD.store(fd, Ordering::Release);
     }
     STATE.store(LIVE, Ordering::Release);
     if !threads::spawn_guarded(c"memshim-sender", Box::new(move || run(sink))) {
@@ -152,9 +160,10 @@ fn run(mut sink: Sink) {
 }
 
 fn drain(ch: &Channel, batch: &mut Vec<Event>) {
-    // Modules first: frames of later events may point into them.
-    while let Some(module) = ch.modules.pop() {
-        batch.push(module);
+    // Rare events first: frames of later events may point into new modules,
+    // and a leak scan must precede the `End` queued after it.
+    while let Some(event) = ch.rare.pop() {
+        batch.push(event);
     }
     while let Some(rec) = ch.stacks.pop() {
         batch.push(Event::Stack(StackDef {
@@ -231,6 +240,7 @@ fn convert(r: RawEvent) -> Event {
             },
             lost_events: queue::lost(),
         }),
+        RawKind::ScanRequest => Event::ScanRequest { ts: r.ts },
         RawKind::EndExec => Event::End(End {
             ts: r.ts,
             reason: EndReason::Exec,
@@ -262,6 +272,13 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// A descriptor on which the collector's replies can be read, if the stream
+/// goes to a collector (a trace file has no one to answer).
+pub fn reply_fd() -> Option<i32> {
+    let fd = REPLY_FD.load(Ordering::Acquire);
+    (fd >= 0 && is_live()).then_some(fd)
 }
 
 /// Waits until everything queued before this call has been written, the

@@ -4,7 +4,7 @@
 //! `dlopen` holds that lock and may allocate, and with a full queue it waits
 //! for the sender; so the sender must never take the lock itself. The watcher
 //! does, on its own thread, and hands what it finds to the sender through the
-//! channel's (unbounded, lock-free) module queue.
+//! channel's (unbounded, lock-free) queue of rare events.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -48,10 +48,10 @@ fn announce(tracker: &mut ModuleTracker) {
     let Some(ch) = queue::channel() else { return };
     let ts = clock::since_start_ns();
     for base in changes.unloaded {
-        ch.modules.push(Event::ModuleUnloaded { ts, base });
+        ch.rare.push(Event::ModuleUnloaded { ts, base });
     }
     for module in changes.loaded {
-        ch.modules.push(Event::Module(module));
+        ch.rare.push(Event::Module(module));
     }
 }
 

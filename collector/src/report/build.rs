@@ -12,8 +12,8 @@ use memshim_proto::StackId;
 
 use super::analyze::{add_usage, analyze, histogram, site_id, sort_usage};
 use super::{
-    Amount, Leaks, ProcessReport, Report, SiteLeak, SiteRef, SiteReport, Totals, Usage,
-    REPORT_VERSION,
+    leaks, Amount, LeakScanInfo, ProcessReport, Report, SiteLeak, SiteRef, SiteReport, Totals,
+    Usage, REPORT_VERSION,
 };
 use crate::analysis::attribution::{attributed_frame, attributed_module, describe};
 use crate::analysis::categories::{Categories, UNCATEGORIZED};
@@ -221,6 +221,11 @@ fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> Pr
         rss_bytes: stats.map(|s| s.rss_bytes),
     };
     let seconds = (duration_ns.max(1) as f64) / 1e9;
+    let classified = if ended {
+        leaks::classify(session)
+    } else {
+        None
+    };
     let site_draft = |(&id, site): (&StackId, &Site)| SiteDraft {
         report: SiteReport {
             id: site_id(id),
@@ -230,11 +235,15 @@ fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> Pr
             live_bytes: site.live_bytes,
             live_blocks: site.live_blocks,
             peak_bytes: heap.site_peak_bytes(site),
-            leak: (ended && site.live_blocks > 0).then(|| SiteLeak {
-                class: "live_at_exit".into(),
-                bytes: site.live_bytes,
-                blocks: site.live_blocks,
-            }),
+            leak: match &classified {
+                Some((_, per_site)) => per_site.get(&id).and_then(leaks::site_leak),
+                None => (ended && site.live_blocks > 0).then(|| SiteLeak {
+                    class: "live_at_exit".into(),
+                    bytes: site.live_bytes,
+                    blocks: site.live_blocks,
+                    classes: None,
+                }),
+            },
             size_histogram: histogram(&site.sizes, &site.size_dist, 0),
             lifetime_histogram: histogram(
                 &site.lifetimes_ms,
@@ -289,7 +298,18 @@ fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> Pr
         duration_ms,
         sample_bytes: hello.sample_bytes,
         totals,
-        leaks: Leaks::default(),
+        leaks: classified
+            .as_ref()
+            .map(|(total, _)| *total)
+            .unwrap_or_default(),
+        leak_scan: session.leaks().done().then(|| {
+            let (root_bytes, heap_bytes) = session.leaks().scanned_bytes();
+            LeakScanInfo {
+                duration_ms: session.leaks().duration_ns() as f64 / 1e6,
+                root_bytes,
+                heap_bytes,
+            }
+        }),
         live_at_exit: if ended { live } else { Amount::default() },
         site_count: heap.sites().len(),
         sites: Vec::new(),

@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod analyze;
 pub mod build;
+pub mod leaks;
 pub mod text;
 pub mod text_analysis;
 pub mod units;
@@ -59,8 +60,12 @@ pub struct ProcessReport {
     pub sample_bytes: u64,
     /// Whole-process counters.
     pub totals: Totals,
-    /// Leak classes (classification comes later: all zero for now).
+    /// Leak classes of the blocks live at exit, from the exit scan (all zero
+    /// when no scan ran: see `leak_scan`).
     pub leaks: Leaks,
+    /// The exit scan itself: whether it ran, and what it cost.
+    #[serde(default)]
+    pub leak_scan: Option<LeakScanInfo>,
     /// Blocks still allocated when the process ended (zero while it runs).
     pub live_at_exit: Amount,
     /// Number of distinct allocation sites.
@@ -147,6 +152,17 @@ pub struct Amount {
     pub blocks: u64,
 }
 
+/// What the exit leak scan cost in the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeakScanInfo {
+    /// Time the scan took, in milliseconds.
+    pub duration_ms: f64,
+    /// Bytes of roots read (module data, stacks, TLS).
+    pub root_bytes: u64,
+    /// Bytes of heap blocks read.
+    pub heap_bytes: u64,
+}
+
 /// Leak classes, valgrind-style.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leaks {
@@ -218,12 +234,17 @@ pub struct SiteReport {
 /// What a site left behind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteLeak {
-    /// `"live_at_exit"` (finer classes come later).
+    /// The site's most severe leak class (`"definitely"`, `"indirectly"`,
+    /// `"possibly"`, `"reachable"`), or `"live_at_exit"` when the process
+    /// ended without an exit scan (killed, or a trace file).
     pub class: String,
     /// Bytes.
     pub bytes: u64,
     /// Blocks.
     pub blocks: u64,
+    /// Bytes and blocks of every class, when the exit scan ran.
+    #[serde(default)]
+    pub classes: Option<Leaks>,
 }
 
 /// One symbolized frame.

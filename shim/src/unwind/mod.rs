@@ -209,7 +209,7 @@ fn set_up(tls: &mut UnwindTls) -> bool {
     let Some((lo, hi)) = stack_bounds() else {
         return false;
     };
-    let Some(slot) = registry::claim_slot() else {
+    let Some(slot) = registry::claim_slot(lo as u64, hi as u64) else {
         return false;
     };
     let cache = Box::into_raw(Box::new(Cache::new_in()));
@@ -232,7 +232,7 @@ fn set_up(tls: &mut UnwindTls) -> bool {
 ///
 /// `pthread_getattr_np` allocates (and for the main thread reads
 /// `/proc/self/maps`), so this runs once per thread, under the guard.
-fn stack_bounds() -> Option<(usize, usize)> {
+pub fn stack_bounds() -> Option<(usize, usize)> {
     // SAFETY: the attribute object is initialised by pthread_getattr_np and
     // destroyed once; the out-pointers are valid.
     unsafe {
@@ -250,6 +250,22 @@ fn stack_bounds() -> Option<(usize, usize)> {
         }
         Some((lo, lo.checked_add(size)?))
     }
+}
+
+/// The calling thread's stack and reader slot, as the exit leak scan needs
+/// them. Runs under the guard (it may allocate to find the bounds).
+pub fn current_thread() -> Option<(u64, u64, Option<u32>)> {
+    // SAFETY: this thread's own TLS state.
+    let tls = unsafe { &*thread_state::unwind_tls() };
+    if tls.status == STATUS_READY {
+        return Some((tls.stack_lo as u64, tls.stack_hi as u64, Some(tls.slot)));
+    }
+    stack_bounds().map(|(lo, hi)| (lo as u64, hi as u64, None))
+}
+
+/// Stacks of the other live program threads.
+pub fn other_thread_stacks(own_slot: Option<u32>) -> Vec<(u64, u64)> {
+    registry::thread_stacks(own_slot)
 }
 
 /// The pthread key destructor: the thread is exiting, free its cache and slot.

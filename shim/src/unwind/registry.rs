@@ -91,25 +91,47 @@ struct Slot {
     owned: AtomicBool,
     /// Odd while its thread is using a snapshot.
     seq: AtomicU64,
+    /// Its thread's stack, `[lo, hi)`: a root of the exit leak scan.
+    stack_lo: AtomicU64,
+    stack_hi: AtomicU64,
 }
 
 static READERS: [Slot; SLOTS] = [const {
     Slot {
         owned: AtomicBool::new(false),
         seq: AtomicU64::new(0),
+        stack_lo: AtomicU64::new(0),
+        stack_hi: AtomicU64::new(0),
     }
 }; SLOTS];
 
-/// Claims a free reader slot for the calling thread.
-pub fn claim_slot() -> Option<u32> {
+/// Claims a free reader slot for the calling thread, whose stack is `[lo, hi)`.
+pub fn claim_slot(lo: u64, hi: u64) -> Option<u32> {
+    let i = READERS.iter().position(|s| {
+        s.owned
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })?;
+    READERS[i].stack_lo.store(lo, Ordering::Relaxed);
+    READERS[i].stack_hi.store(hi, Ordering::Release);
+    Some(i as u32)
+}
+
+/// The stacks of the live threads that own a slot (every program thread that
+/// has recorded a call), except slot `except`.
+pub fn thread_stacks(except: Option<u32>) -> Vec<(u64, u64)> {
     READERS
         .iter()
-        .position(|s| {
-            s.owned
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        .enumerate()
+        .filter(|(i, s)| Some(*i as u32) != except && s.owned.load(Ordering::Acquire))
+        .map(|(_, s)| {
+            (
+                s.stack_lo.load(Ordering::Relaxed),
+                s.stack_hi.load(Ordering::Acquire),
+            )
         })
-        .map(|i| i as u32)
+        .filter(|&(lo, hi)| lo < hi)
+        .collect()
 }
 
 /// Gives a slot back (its thread is exiting and not reading).

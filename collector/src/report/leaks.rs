@@ -1,0 +1,58 @@
+//! Leak classes in the report: per process and per site, from the exit scan.
+
+use std::collections::HashMap;
+
+use memshim_proto::{LeakClass, StackId};
+
+use super::{Amount, Leaks, SiteLeak};
+use crate::state::Session;
+
+/// The process's leak summary and each site's share of it, when the exit
+/// scan ran (`None` otherwise: a cut stream, a trace file, a running process).
+pub fn classify(session: &Session) -> Option<(Leaks, HashMap<StackId, Leaks>)> {
+    let scan = session.leaks();
+    if !scan.done() {
+        return None;
+    }
+    let mut total = Leaks::default();
+    let mut per_site: HashMap<StackId, Leaks> = HashMap::new();
+    for (&addr, block) in session.heap().live() {
+        // A block allocated after the scan's snapshot was not classified.
+        let Some(class) = scan.class_of(addr) else {
+            continue;
+        };
+        for leaks in [&mut total, per_site.entry(block.stack).or_default()] {
+            let amount = slot(leaks, class);
+            amount.bytes += block.size;
+            amount.blocks += 1;
+        }
+    }
+    Some((total, per_site))
+}
+
+fn slot(leaks: &mut Leaks, class: LeakClass) -> &mut Amount {
+    match class {
+        LeakClass::Definitely => &mut leaks.definitely,
+        LeakClass::Indirectly => &mut leaks.indirectly,
+        LeakClass::Possibly => &mut leaks.possibly,
+        LeakClass::Reachable => &mut leaks.reachable,
+    }
+}
+
+/// A site's leak entry: its most severe class, with the amounts of each.
+pub fn site_leak(classes: &Leaks) -> Option<SiteLeak> {
+    let (class, amount) = [
+        ("definitely", classes.definitely),
+        ("indirectly", classes.indirectly),
+        ("possibly", classes.possibly),
+        ("reachable", classes.reachable),
+    ]
+    .into_iter()
+    .find(|(_, a)| a.blocks > 0)?;
+    Some(SiteLeak {
+        class: class.into(),
+        bytes: amount.bytes,
+        blocks: amount.blocks,
+        classes: Some(*classes),
+    })
+}
