@@ -29,6 +29,7 @@ mod modules;
 mod queue;
 mod real;
 mod recorder;
+mod sampler;
 mod sender;
 mod stack;
 mod thread_state;

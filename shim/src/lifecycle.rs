@@ -17,6 +17,7 @@ use memshim_proto::Hello;
 
 use crate::config::Config;
 use crate::queue::{self, RawKind};
+use crate::sampler::{self, SampledSet};
 use crate::sender::{self, Sink};
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
@@ -69,8 +70,14 @@ fn init() {
         }
         clock::reset_origin();
         queue::create();
+        sampler::configure(config.sample_bytes);
+        let sampled = if config.sample_bytes != 0 {
+            SampledSet::new()
+        } else {
+            None
+        };
         if let Some(seen) = SeenSet::new() {
-            recorder::start(config.stack_depth, seen);
+            recorder::start(config.stack_depth, seen, sampled);
         }
     }
     INIT.store(INIT_DONE, Ordering::Release);
@@ -149,11 +156,6 @@ fn hello(forked_from: Option<u32>, config: &Config) -> Hello {
                 .collect()
         })
         .unwrap_or_default();
-    if config.sample_bytes != 0 {
-        crate::warn(
-            "MEMSHIM_SAMPLE_BYTES: sampling is not available in this build; recording every call",
-        );
-    }
     Hello {
         // SAFETY: getpid/getppid have no preconditions.
         pid: unsafe { libc::getpid() } as u32,
@@ -165,7 +167,7 @@ fn hello(forked_from: Option<u32>, config: &Config) -> Hello {
         argv,
         start_unix_ns: clock::unix_ns(),
         start_mono_ns: clock::origin_ns(),
-        sample_bytes: 0,
+        sample_bytes: config.sample_bytes,
         stack_depth: config.stack_depth as u32,
         shim_version: env!("CARGO_PKG_VERSION").to_owned(),
     }

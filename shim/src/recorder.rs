@@ -12,18 +12,31 @@ use crate::clock;
 use crate::lifecycle;
 use crate::queue::{self, Channel, RawEvent, RawKind, StackRecord};
 use crate::real;
+use crate::sampler::{self, Membership, SampledSet};
 use crate::stack::{self, Frames, SeenSet, MAX_FRAMES};
 use crate::thread_state::Guard;
 
 static RECORDING: AtomicBool = AtomicBool::new(false);
 static SEEN: AtomicPtr<SeenSet> = AtomicPtr::new(std::ptr::null_mut());
 static DEPTH: AtomicUsize = AtomicUsize::new(0);
+static SAMPLED: AtomicPtr<SampledSet> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Arms recording with the given stack depth and interning table.
-pub fn start(depth: usize, seen: SeenSet) {
+/// Arms recording with the given stack depth and interning table, and, when
+/// sampling, the set of sampled addresses.
+pub fn start(depth: usize, seen: SeenSet, sampled: Option<SampledSet>) {
     DEPTH.store(depth, Ordering::Relaxed);
     SEEN.store(Box::into_raw(Box::new(seen)), Ordering::Release);
+    if let Some(set) = sampled {
+        SAMPLED.store(Box::into_raw(Box::new(set)), Ordering::Release);
+    }
     RECORDING.store(true, Ordering::Release);
+}
+
+/// The sampled-address set, when sampling is on.
+#[inline(always)]
+fn sampled_set() -> Option<&'static SampledSet> {
+    // SAFETY: a published set is never freed.
+    unsafe { SAMPLED.load(Ordering::Acquire).as_ref() }
 }
 
 /// Stops recording for good (no collector, or the process is ending).
@@ -107,10 +120,17 @@ fn current_stack(rec: &Recording) -> u64 {
     id
 }
 
-/// Records a block returned by an allocation function.
+/// Records a block returned by an allocation function (if it is sampled).
 #[inline(always)]
 pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
+    if !sampler::sample(size) {
+        return;
+    }
     let Some(rec) = begin() else { return };
+    if let Some(set) = sampled_set() {
+        // A full neighbourhood only means this block's free is recorded anyway.
+        set.insert(ptr as u64);
+    }
     let stack = current_stack(&rec);
     let usable = match real::get().and_then(|r| r.malloc_usable_size) {
         // SAFETY: `ptr` was just returned by the real allocator.
@@ -132,10 +152,17 @@ pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
     );
 }
 
-/// Records that a block is about to be released (by `free`, or by `realloc` if `realloc`).
+/// Records that a block is about to be released (by `free`, or by `realloc`
+/// if `realloc`). When sampling, only sampled blocks are recorded; returns
+/// whether this one was.
 #[inline(always)]
-pub fn free(ptr: *mut c_void, realloc: bool) {
-    let Some(rec) = begin() else { return };
+pub fn free(ptr: *mut c_void, realloc: bool) -> bool {
+    if let Some(set) = sampled_set() {
+        if set.remove(ptr as u64) == Membership::NotSampled {
+            return false;
+        }
+    }
+    let Some(rec) = begin() else { return false };
     let kind = if realloc {
         RawKind::ReallocFree
     } else {
@@ -145,11 +172,16 @@ pub fn free(ptr: *mut c_void, realloc: bool) {
         rec.channel,
         RawEvent::simple(kind, rec.guard.tid(), ptr as u64),
     );
+    true
 }
 
-/// Records that the `realloc` which released `ptr` failed, leaving it allocated.
+/// Records that the `realloc` which released `ptr` failed, leaving it
+/// allocated (call only if its release was recorded).
 pub fn realloc_failed(ptr: *mut c_void) {
     let Some(rec) = begin() else { return };
+    if let Some(set) = sampled_set() {
+        set.insert(ptr as u64);
+    }
     queue::push(
         rec.channel,
         RawEvent::simple(RawKind::ReallocFailed, rec.guard.tid(), ptr as u64),

@@ -11,6 +11,9 @@ struct memshim_thread_state {
     uintptr_t stack_hi;      /* one past its highest address */
     uint32_t unwind_slot;    /* this thread's reader slot in the module registry */
     uint32_t unwind_status;  /* 0 not set up, 1 ready, 2 failed, 3 thread exiting */
+    /* The sampler's per-thread part (see src/sampler.rs). */
+    int64_t sample_countdown; /* bytes until the next sample point */
+    uint64_t sample_rng;      /* xorshift state, 0 until seeded */
 };
 
 static __thread struct memshim_thread_state state

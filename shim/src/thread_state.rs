@@ -11,6 +11,17 @@ pub struct ThreadState {
     guard: u32,
     tid: u32,
     unwind: UnwindTls,
+    sampler: SamplerTls,
+}
+
+/// The sampler's per-thread state (see `crate::sampler`). Mirrors the
+/// `sample_*` fields of `struct memshim_thread_state`.
+#[repr(C)]
+pub struct SamplerTls {
+    /// Bytes of small allocations until the next sample point.
+    pub countdown: i64,
+    /// Random generator state, 0 until seeded.
+    pub rng: u64,
 }
 
 /// The unwinder's per-thread state (see `crate::unwind`), set up on the
@@ -86,6 +97,13 @@ impl Drop for Guard {
 pub fn guard_forever() {
     // SAFETY: the state belongs to this thread.
     unsafe { (*state()).guard = 1 }
+}
+
+/// This thread's sampler state.
+#[inline(always)]
+pub fn sampler_tls() -> *mut SamplerTls {
+    // SAFETY: a field of this thread's own state.
+    unsafe { std::ptr::addr_of_mut!((*state()).sampler) }
 }
 
 /// Forgets the cached thread id: after `fork` the child's thread has a new one.

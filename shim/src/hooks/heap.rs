@@ -59,11 +59,11 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void 
     if ptr.is_null() {
         return recorded((real.realloc)(ptr, size), size, RawKind::Realloc);
     }
-    recorder::free(ptr, true);
+    let old_recorded = recorder::free(ptr, true);
     let new = (real.realloc)(ptr, size);
     if !new.is_null() {
         recorder::alloc(new, size, RawKind::Realloc);
-    } else if size != 0 {
+    } else if size != 0 && old_recorded {
         // Failed: the old block is untouched and still the program's.
         recorder::realloc_failed(ptr);
     }

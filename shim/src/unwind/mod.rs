@@ -6,7 +6,7 @@
 //!   unloads; loads are picked up when an unwind meets an unknown address).
 //! * Each thread gets, on its first capture (under its guard, where
 //!   allocating is fine): a framehop cache, its stack's bounds
-//!   (`pthread_getattr_np`) and a reader slot, all kept in its initial-exec
+//!   (from `/proc/self/maps`) and a reader slot, all kept in its initial-exec
 //!   TLS state (`thread_state::UnwindTls`). A pthread key destructor frees
 //!   the cache and the slot when the thread exits; the main thread's, left
 //!   at `exit`, goes with the process.
@@ -228,28 +228,26 @@ fn set_up(tls: &mut UnwindTls) -> bool {
     true
 }
 
-/// This thread's stack as `[lowest, one past highest)`.
+/// This thread's stack as `[lowest, one past highest)`: the mapping that
+/// holds the current stack pointer, read from `/proc/self/maps`.
 ///
-/// `pthread_getattr_np` allocates (and for the main thread reads
-/// `/proc/self/maps`), so this runs once per thread, under the guard.
+/// Not `pthread_getattr_np`: it allocates while holding a lock of its own, so
+/// when a thread's first recorded allocation comes from inside it (Rust's
+/// runtime asks it for every thread's guard page), calling it again here
+/// deadlocks. Reading the map takes no lock of the C library. Runs once per
+/// thread, under the guard.
 pub fn stack_bounds() -> Option<(usize, usize)> {
-    // SAFETY: the attribute object is initialised by pthread_getattr_np and
-    // destroyed once; the out-pointers are valid.
-    unsafe {
-        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
-        if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
-            return None;
-        }
-        let mut addr: *mut c_void = std::ptr::null_mut();
-        let mut size: usize = 0;
-        let rc = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size);
-        libc::pthread_attr_destroy(attr.as_mut_ptr());
-        let lo = addr as usize;
-        if rc != 0 || size < 4096 || lo == 0 {
-            return None;
-        }
-        Some((lo, lo.checked_add(size)?))
-    }
+    let marker = 0u8;
+    let sp = std::hint::black_box(&marker) as *const u8 as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let (lo, hi) = line.split_whitespace().next()?.split_once('-')?;
+        let (lo, hi) = (
+            usize::from_str_radix(lo, 16).ok()?,
+            usize::from_str_radix(hi, 16).ok()?,
+        );
+        (lo <= sp && sp < hi).then_some((lo, hi))
+    })
 }
 
 /// The calling thread's stack and reader slot, as the exit leak scan needs
