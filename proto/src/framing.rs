@@ -7,20 +7,24 @@
 //! stream  := header frame*
 //! header  := STREAM_MAGIC (8 bytes) version (u32 little endian)
 //! frame   := length (u32 little endian) payload
-//! payload := bincode 2 (standard config: varints) of Vec<Event>
+//! payload := bincode 2 (standard config: varints) of the batch's wire form
 //! ```
 //!
-//! Varint encoding keeps small numbers (sizes, thread ids, time deltas) short.
+//! The wire form ([`crate::wire`]) codes allocations and frees as differences
+//! from the previous event, and varints keep those small numbers short: a
+//! stream is stateful, decoded frame after frame from its start.
 
 use std::io::{self, Read, Write};
 
 use crate::event::Event;
+use crate::wire::{Decoder, Encoder, Wire};
 
 /// The first eight bytes of every event stream and trace file.
 pub const STREAM_MAGIC: [u8; 8] = *b"MEMSHIM\x00";
 
-/// Version of the event format. Bump it on any incompatible change to [`Event`].
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of the event format. Bump it on any incompatible change to
+/// [`Event`] or to the wire form.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Length of the stream header in bytes.
 pub const HEADER_LEN: usize = 12;
@@ -95,30 +99,29 @@ pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<u32, FrameError> {
     Ok(version)
 }
 
-/// Appends one frame holding `events` to `out` (length prefix included).
-///
-/// Encoding into a caller-owned buffer lets the sender reuse one allocation
-/// for every batch.
-pub fn encode_frame(events: &[Event], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(events, out, config())
-        .expect("writing to a Vec cannot fail");
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+impl Encoder {
+    /// Appends one frame holding `events` to `out` (length prefix included).
+    ///
+    /// Encoding into a caller-owned buffer lets the sender reuse one
+    /// allocation for every batch.
+    pub fn encode_frame(&mut self, events: &[Event], out: &mut Vec<u8>) {
+        encode_message(&self.encode(events), out);
+    }
 }
 
-/// Decodes the payload of one frame (without its length prefix).
-pub fn decode_payload(payload: &[u8]) -> Result<Vec<Event>, FrameError> {
-    let (events, used): (Vec<Event>, usize) = bincode::serde::decode_from_slice(payload, config())
-        .map_err(|e| FrameError::Decode(e.to_string()))?;
-    if used != payload.len() {
-        return Err(FrameError::Decode(format!(
-            "{} trailing bytes after a batch",
-            payload.len() - used
-        )));
+impl Decoder {
+    /// Decodes the payload of one frame (without its length prefix).
+    pub fn decode_payload(&mut self, payload: &[u8]) -> Result<Vec<Event>, FrameError> {
+        let (wire, used): (Vec<Wire>, usize) = bincode::serde::decode_from_slice(payload, config())
+            .map_err(|e| FrameError::Decode(e.to_string()))?;
+        if used != payload.len() {
+            return Err(FrameError::Decode(format!(
+                "{} trailing bytes after a batch",
+                payload.len() - used
+            )));
+        }
+        self.decode(wire).map_err(FrameError::Decode)
     }
-    Ok(events)
 }
 
 /// Appends one frame holding any serializable message (the collector's
@@ -159,6 +162,7 @@ pub fn read_message<T: serde::de::DeserializeOwned, R: Read>(
 pub struct FrameReader<R> {
     reader: R,
     buf: Vec<u8>,
+    decoder: Decoder,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -170,6 +174,7 @@ impl<R: Read> FrameReader<R> {
         Ok(FrameReader {
             reader,
             buf: Vec::new(),
+            decoder: Decoder::default(),
         })
     }
 
@@ -189,7 +194,7 @@ impl<R: Read> FrameReader<R> {
         }
         self.buf.resize(len, 0);
         read_exact_or(&mut self.reader, &mut self.buf, FrameError::Truncated)?;
-        decode_payload(&self.buf).map(Some)
+        self.decoder.decode_payload(&self.buf).map(Some)
     }
 
     /// Gives back the underlying reader.
@@ -210,6 +215,7 @@ fn read_exact_or<R: Read>(r: &mut R, buf: &mut [u8], eof: FrameError) -> Result<
 pub struct FrameWriter<W> {
     writer: W,
     buf: Vec<u8>,
+    encoder: Encoder,
 }
 
 impl<W: Write> FrameWriter<W> {
@@ -219,13 +225,14 @@ impl<W: Write> FrameWriter<W> {
         Ok(FrameWriter {
             writer,
             buf: Vec::new(),
+            encoder: Encoder::default(),
         })
     }
 
     /// Writes one batch as one frame.
     pub fn write_batch(&mut self, events: &[Event]) -> io::Result<()> {
         self.buf.clear();
-        encode_frame(events, &mut self.buf);
+        self.encoder.encode_frame(events, &mut self.buf);
         self.writer.write_all(&self.buf)
     }
 
@@ -248,7 +255,7 @@ mod tests {
                 frames: vec![0x401000, 0x7f00_0000_1234],
             }),
             Event::Alloc(Alloc {
-                ts: 17,
+                ts: 17_000,
                 tid: 42,
                 addr: 0x5555_0000,
                 size: 24,
@@ -257,7 +264,7 @@ mod tests {
                 kind: AllocKind::Calloc,
             }),
             Event::Free(Free {
-                ts: 18,
+                ts: 18_000,
                 tid: 42,
                 addr: 0x5555_0000,
                 realloc: false,
@@ -339,9 +346,12 @@ mod tests {
 
     #[test]
     fn small_events_encode_compactly() {
+        let mut enc = Encoder::default();
         let mut out = Vec::new();
-        encode_frame(&sample()[2..3], &mut out);
-        // length prefix + vec length + variant + 4 small varints + bool
-        assert!(out.len() <= 16, "free event took {} bytes", out.len());
+        enc.encode_frame(&sample()[..2], &mut out);
+        let before = out.len();
+        enc.encode_frame(&sample()[2..3], &mut out);
+        // length prefix + vec length + tag + three one-byte deltas
+        assert_eq!(out.len() - before, 9, "a free right after its alloc");
     }
 }

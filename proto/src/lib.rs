@@ -13,6 +13,8 @@
 pub mod event;
 pub mod framing;
 pub mod paths;
+pub mod wire;
 
 pub use event::*;
 pub use framing::{FrameError, FrameReader, FrameWriter, PROTOCOL_VERSION, STREAM_MAGIC};
+pub use wire::{Decoder, Encoder};

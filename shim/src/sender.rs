@@ -12,9 +12,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use memshim_proto::framing::{encode_frame, stream_header};
+use memshim_proto::framing::stream_header;
 use memshim_proto::{
-    Alloc, AllocKind, End, EndReason, Event, Free, Hello, Mmap, Munmap, StackDef, Stats,
+    Alloc, AllocKind, Encoder, End, EndReason, Event, Free, Hello, Mmap, Munmap, StackDef, Stats,
 };
 
 use crate::clock;
@@ -99,8 +99,9 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
     if let Some(changes) = modules.changes() {
         batch.extend(changes.loaded.into_iter().map(Event::Module));
     }
+    let mut encoder = Encoder::default();
     let mut buf = stream_header().to_vec();
-    encode_frame(&batch, &mut buf);
+    encoder.encode_frame(&batch, &mut buf);
     if sink.write_all(&buf).is_err() {
         return false;
     }
@@ -110,7 +111,7 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
         REPLY_FD.store(fd, Ordering::Release);
     }
     STATE.store(LIVE, Ordering::Release);
-    if !threads::spawn_guarded(c"memshim-sender", Box::new(move || run(sink))) {
+    if !threads::spawn_guarded(c"memshim-sender", Box::new(move || run(sink, encoder))) {
         STATE.store(DEAD, Ordering::Release);
         return false;
     }
@@ -119,7 +120,7 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
     true
 }
 
-fn run(mut sink: Sink) {
+fn run(mut sink: Sink, mut encoder: Encoder) {
     let mut batch: Vec<Event> = Vec::with_capacity(BATCH_EVENTS);
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut last_stats = 0;
@@ -141,7 +142,7 @@ fn run(mut sink: Sink) {
         let idle = batch.is_empty();
         if !idle {
             buf.clear();
-            encode_frame(&batch, &mut buf);
+            encoder.encode_frame(&batch, &mut buf);
             batch.clear();
             if sink.write_all(&buf).is_err() {
                 // The collector is gone: stop recording, let producers go.
