@@ -6,6 +6,8 @@ use std::path::PathBuf;
 pub const ENV_SOCKET: &str = "MEMSHIM_SOCKET";
 /// Environment variable with the mean bytes between samples (0 = every call).
 pub const ENV_SAMPLE_BYTES: &str = "MEMSHIM_SAMPLE_BYTES";
+/// Environment variable with a seed for the sampling, for reproducible runs.
+pub const ENV_SAMPLE_SEED: &str = "MEMSHIM_SAMPLE_SEED";
 /// Environment variable with the maximum number of frames per stack.
 pub const ENV_STACK_DEPTH: &str = "MEMSHIM_STACK_DEPTH";
 /// Environment variable naming a trace file to write when no collector listens.

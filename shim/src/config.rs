@@ -16,6 +16,8 @@ pub struct Config {
     pub stack_depth: usize,
     /// Mean bytes between samples (`MEMSHIM_SAMPLE_BYTES`); 0 records every call.
     pub sample_bytes: u64,
+    /// Seed of the sampling (`MEMSHIM_SAMPLE_SEED`) for reproducible runs; 0: from the clock.
+    pub sample_seed: u64,
 }
 
 impl Config {
@@ -32,6 +34,7 @@ impl Config {
             )
             .clamp(1, u64::from(paths::MAX_STACK_DEPTH)) as usize,
             sample_bytes: number(paths::ENV_SAMPLE_BYTES, 0),
+            sample_seed: number(paths::ENV_SAMPLE_SEED, 0),
         }
     }
 

@@ -70,7 +70,7 @@ fn init() {
         }
         clock::reset_origin();
         queue::create();
-        sampler::configure(config.sample_bytes);
+        sampler::configure(config.sample_bytes, config.sample_seed);
         let sampled = if config.sample_bytes != 0 {
             SampledSet::new()
         } else {

@@ -18,10 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::thread_state;
 
 static MEAN: AtomicU64 = AtomicU64::new(0);
+static SEED: AtomicU64 = AtomicU64::new(0);
+static THREADS: AtomicU64 = AtomicU64::new(0);
 
-/// Sets the mean bytes between samples (0: record every call).
-pub fn configure(mean: u64) {
+/// Sets the mean bytes between samples (0: record every call) and, for
+/// reproducible runs, the seed of the sampling (0: from the clock).
+pub fn configure(mean: u64, seed: u64) {
     MEAN.store(mean, Ordering::Relaxed);
+    SEED.store(seed, Ordering::Relaxed);
 }
 
 /// Whether an allocation of `size` bytes is to be recorded.
@@ -47,9 +51,16 @@ pub fn sample(size: usize) -> bool {
 fn next_point(tls: &mut thread_state::SamplerTls, mean: u64) -> bool {
     let sampled = tls.rng != 0;
     if !sampled {
-        // A new thread: seed from its stack address and the clock, then place
-        // its first point (a fresh thread has no point at byte 0).
-        let seed = (tls as *mut _ as u64) ^ crate::clock::monotonic_ns().rotate_left(32);
+        // A new thread: seed it (from MEMSHIM_SAMPLE_SEED and the order the
+        // threads started sampling in, or from its address and the clock),
+        // then place its first point (a fresh thread has no point at byte 0).
+        let fixed = SEED.load(Ordering::Relaxed);
+        let seed = if fixed != 0 {
+            let n = THREADS.fetch_add(1, Ordering::Relaxed);
+            fixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+        } else {
+            (tls as *mut _ as u64) ^ crate::clock::monotonic_ns().rotate_left(32)
+        };
         tls.rng = seed | 1;
     }
     tls.countdown = exponential(&mut tls.rng, mean);
