@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::leakcheck::gates::{parse_size, LeakLevel};
+
 /// memcollect: the memshim heap profiler's collector.
 ///
 /// Profiles dynamically linked programs through LD_PRELOAD (no recompilation),
@@ -23,11 +25,16 @@ pub enum Command {
     /// Run a command with the shim preloaded and report when its whole process tree has ended.
     ///
     /// The report goes to --output, else to stderr: stdout stays the command's.
-    /// The exit code is the command's (128+N if it was killed by signal N).
+    /// The exit code is the command's (128+N if it was killed by signal N),
+    /// unless a gate (--fail-on-leak, --max-leak, --max-peak, ...) fails: then
+    /// it is 99, and a GATE FAILED block on stderr names the processes, the
+    /// sites and by how much. Exit code 2: bad options or suppressions file.
     Run(RunArgs),
     /// Run a long-lived collector that accepts any number of profiled processes.
     Serve(ServeArgs),
     /// Print a report from the running collector, or from saved trace files.
+    ///
+    /// Exit code 0, or 99 when a gate (--fail-on-leak, --max-peak, ...) fails.
     Report(ReportArgs),
     /// Record the live state of the running processes under NAME, in the serving collector.
     ///
@@ -61,6 +68,59 @@ pub struct OutputArgs {
     /// Sum memory by user categories from FILE (lines like `Cache = function:lru_* | module:libcache.so`).
     #[arg(long, value_name = "FILE")]
     pub categories: Option<PathBuf>,
+}
+
+/// Leak checking and gates, shared by `run` and `report`.
+#[derive(Debug, Args, Default)]
+pub struct LeakArgs {
+    /// Leak suppressions from FILE (repeatable). One per line:
+    /// `NAME = leak:KINDS | function:GLOB | module:GLOB | stack:FRAME;FRAME...`,
+    /// KINDS among definitely,indirectly,possibly,reachable (default: the first
+    /// three); FRAME is `FUNCTION_GLOB [MODULE_GLOB]` or `...`; all matchers of a
+    /// line must match. Suppressed blocks are counted as `suppressed` instead.
+    #[arg(long = "suppressions", value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
+    /// Do not apply the built-in suppressions (what glibc's loader and
+    /// threads, CPython and Node leave at exit on purpose).
+    #[arg(long)]
+    pub no_default_suppressions: bool,
+    /// Print a ready-to-paste suppression for every site that still leaks
+    /// (after the report; to FILE with --gen-suppressions=FILE).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+    pub gen_suppressions: Option<PathBuf>,
+    /// Fail (exit 99) when a process leaves lost memory at LEVEL:
+    /// definitely (default; definitely + indirectly lost), possibly (adds
+    /// possibly lost) or reachable (any block live at exit).
+    #[arg(long, value_name = "LEVEL", value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "definitely")]
+    pub fail_on_leak: Option<LeakLevel>,
+    /// Fail (exit 99) when a process loses more than SIZE bytes at the leak
+    /// level (that of --fail-on-leak, else definitely). SIZE: 4096, 512k, 10MiB, 1G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_leak: Option<u64>,
+    /// Fail (exit 99) when a process's heap peak exceeds SIZE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_peak: Option<u64>,
+    /// Fail (exit 99) when the processes' lost bytes add up to more than SIZE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_leak_total: Option<u64>,
+    /// Fail (exit 99) when the processes' heap peaks add up to more than SIZE
+    /// (an upper bound of the tree's simultaneous peak).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_peak_total: Option<u64>,
+    /// Write a JUnit XML report to FILE: one test case per process (named by
+    /// its command line, classname memshim), failed when it fails a gate.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Only report and gate the processes whose command line or executable
+    /// matches PATTERN: a glob with `*`/`?` (on the whole string), else a
+    /// substring. Repeatable (any may match).
+    #[arg(long, value_name = "PATTERN")]
+    pub only: Vec<String>,
+    /// Give every process a full section in the text report (by default,
+    /// short-lived helpers, such as shells, `sed` or images replaced by exec,
+    /// that leak nothing and peak under 256 KiB, share one line).
+    #[arg(long)]
+    pub show_helpers: bool,
 }
 
 /// `memcollect snapshot`.
@@ -109,6 +169,9 @@ pub struct RunArgs {
     /// Path of libmemshim.so [default: $MEMSHIM_LIB, else next to memcollect, else ../lib/].
     #[arg(long, value_name = "PATH")]
     pub shim: Option<PathBuf>,
+    /// Leak checking and gates.
+    #[command(flatten)]
+    pub leaks: LeakArgs,
     /// The command to profile, and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -134,6 +197,9 @@ pub struct ReportArgs {
     /// Only the processes with this pid.
     #[arg(long, value_name = "P")]
     pub pid: Option<u32>,
+    /// Leak checking and gates.
+    #[command(flatten)]
+    pub leaks: LeakArgs,
     /// Socket of the running collector [default: as for `serve`].
     #[arg(long, value_name = "PATH", conflicts_with = "traces")]
     pub socket: Option<PathBuf>,

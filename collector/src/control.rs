@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::analysis::categories::Categories;
 use crate::analysis::snapshots::{SnapshotStore, SNAPSHOT_SITES};
+use crate::leakcheck::suppressions::Suppressions;
 use crate::registry::Registry;
 use crate::report::build::{build_report, ReportOptions};
 use crate::report::Report;
@@ -45,6 +46,9 @@ pub struct Request {
     /// User categories to sum the sites by.
     #[serde(default)]
     pub categories: Option<Categories>,
+    /// Leak suppressions to apply (the client's files and, unless disabled, the default set).
+    #[serde(default)]
+    pub suppressions: Option<Suppressions>,
     /// What to do (a report by default).
     #[serde(default)]
     pub action: Action,
@@ -132,6 +136,7 @@ pub fn serve<S: Read + Write>(
         top: request.top,
         pid: request.pid,
         categories: request.categories.map(Arc::new),
+        suppressions: request.suppressions.map(Arc::new),
     };
     let reply = match request.action {
         Action::Report => Reply::Report(build_report(registry, cache, &options)),

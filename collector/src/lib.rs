@@ -17,6 +17,7 @@ pub mod control;
 pub mod elf;
 pub mod failure;
 pub mod ingest;
+pub mod leakcheck;
 pub mod registry;
 pub mod report;
 pub mod run;

@@ -16,10 +16,11 @@ pub enum Terminal {
     Stderr,
 }
 
-/// Renders `report` in `format`.
-pub fn render(report: &Report, format: Format) -> Result<String, Failure> {
+/// Renders `report` in `format` (text: short-lived helpers folded into one
+/// line unless `show_helpers`).
+pub fn render(report: &Report, format: Format, show_helpers: bool) -> Result<String, Failure> {
     match format {
-        Format::Text => Ok(text::render(report)),
+        Format::Text => Ok(text::render_with(report, !show_helpers)),
         Format::Json => serde_json::to_string_pretty(report)
             .map(|mut s| {
                 s.push('\n');
@@ -35,8 +36,9 @@ pub fn emit(
     format: Format,
     output: Option<&Path>,
     terminal: Terminal,
+    show_helpers: bool,
 ) -> Result<(), Failure> {
-    let text = render(report, format)?;
+    let text = render(report, format, show_helpers)?;
     let written = match output {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| format!("cannot write the report to {}: {e}", path.display())),

@@ -26,12 +26,14 @@ pub fn report(args: ReportArgs) -> Result<i32, Failure> {
         .as_deref()
         .map(Categories::load)
         .transpose()?;
-    let report = if args.traces.is_empty() {
+    let suppressions = crate::leakcheck::load_suppressions(&args.leaks)?;
+    let mut report = if args.traces.is_empty() {
         let socket = args.socket.unwrap_or_else(socket_path);
         query(
             &socket,
             &Request {
                 categories,
+                suppressions: suppressions.as_deref().cloned(),
                 ..Request::report(args.output.top, args.pid)
             },
         )?
@@ -42,16 +44,20 @@ pub fn report(args: ReportArgs) -> Result<i32, Failure> {
                 top: args.output.top,
                 pid: args.pid,
                 categories: categories.map(Arc::new),
+                suppressions,
             },
         )?
     };
+    crate::leakcheck::select::only(&mut report, &args.leaks.only);
     emit(
         &report,
         args.output.format,
         args.output.output.as_deref(),
         Terminal::Stdout,
+        args.leaks.show_helpers,
     )?;
-    Ok(0)
+    let failed = crate::leakcheck::conclude(&report, &args.leaks, Terminal::Stdout)?;
+    Ok(failed.unwrap_or(0))
 }
 
 /// Builds a report from trace files, read in parallel (a forked child's

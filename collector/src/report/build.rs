@@ -12,11 +12,12 @@ use memshim_proto::StackId;
 
 use super::analyze::{add_usage, analyze, histogram, site_id, sort_usage};
 use super::{
-    leaks, Amount, LeakScanInfo, ProcessReport, Report, SiteLeak, SiteRef, SiteReport, Totals,
-    Usage, REPORT_VERSION,
+    leaks, Amount, LeakScanInfo, ProcessReport, Report, SiteLeak, SiteRef, SiteReport,
+    SuppressionUse, Totals, Usage, REPORT_VERSION,
 };
 use crate::analysis::attribution::{attributed_frame, attributed_module, describe};
 use crate::analysis::categories::{Categories, UNCATEGORIZED};
+use crate::leakcheck::suppressions::{Kinds, Suppressions};
 use crate::registry::Registry;
 use crate::state::modules::ModuleMap;
 use crate::state::{Exit, Session, Site};
@@ -31,6 +32,8 @@ pub struct ReportOptions {
     pub pid: Option<u32>,
     /// User categories to sum the sites by.
     pub categories: Option<Arc<Categories>>,
+    /// Leak suppressions (user files and the default set), if any.
+    pub suppressions: Option<Arc<Suppressions>>,
 }
 
 impl ReportOptions {
@@ -40,6 +43,7 @@ impl ReportOptions {
             top,
             pid,
             categories: None,
+            suppressions: None,
         }
     }
 }
@@ -59,6 +63,8 @@ struct ProcessDraft {
     refs: HashMap<String, Option<Arc<[u64]>>>,
     /// Every site's stack and figures, when categories are asked for.
     all_sites: Vec<(Option<Arc<[u64]>>, Usage)>,
+    /// Sites with lost blocks, or blocks a suppression may silence.
+    leak_candidates: Vec<SiteDraft>,
 }
 
 /// Builds the report of every session in `registry` that `options` selects.
@@ -75,9 +81,17 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
             if options.pid.is_some_and(|pid| pid != hello.pid) {
                 return None;
             }
+            let watched =
+                Kinds(Kinds::LOST.0 | options.suppressions.as_ref().map_or(0, |s| s.kinds().0));
             Some((
                 hello.start_unix_ns,
-                draft(&session, options.top, now_ns, options.categories.is_some()),
+                draft(
+                    &session,
+                    options.top,
+                    now_ns,
+                    options.categories.is_some(),
+                    watched,
+                ),
             ))
         })
         .collect();
@@ -85,7 +99,15 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
     let mut symbolizer = Symbolizer::new(cache);
     let processes = drafts
         .into_iter()
-        .map(|(_, d)| finish(d, &mut symbolizer, options.categories.as_deref()))
+        .map(|(_, d)| {
+            finish(
+                d,
+                &mut symbolizer,
+                options.categories.as_deref(),
+                options.suppressions.as_deref(),
+                options.top,
+            )
+        })
         .collect();
     Report {
         version: REPORT_VERSION,
@@ -93,19 +115,99 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
     }
 }
 
+/// Applies the suppressions to the sites with leaks (symbolizing them),
+/// fixes the process's classes, and returns the sites' final leak entries
+/// and the sites still leaking, most lost bytes first.
+fn suppress_leaks(
+    report: &mut ProcessReport,
+    candidates: Vec<SiteDraft>,
+    symbolizer: &mut Symbolizer<'_>,
+    modules: &ModuleMap,
+    suppressions: Option<&Suppressions>,
+    top: usize,
+) -> (HashMap<String, Option<SiteLeak>>, Vec<SiteReport>) {
+    let mut entries = HashMap::new();
+    let mut leaking = Vec::new();
+    let mut used: HashMap<&str, SuppressionUse> = HashMap::new();
+    for mut site in candidates {
+        let Some(before) = site.report.leak.as_ref().and_then(|l| l.classes) else {
+            continue;
+        };
+        if let Some(stack) = &site.stack {
+            site.report.frames = symbolizer.stack(modules, stack);
+        }
+        let mut after = before;
+        let mut by = None;
+        if let Some(s) = suppressions.and_then(|s| s.find(&site.report.frames, Kinds::of(&before)))
+        {
+            let moved = leaks::suppress(&mut after, s.kinds);
+            let u = used
+                .entry(s.name.as_str())
+                .or_insert_with(|| SuppressionUse {
+                    name: s.name.clone(),
+                    origin: s.origin.clone(),
+                    sites: 0,
+                    bytes: 0,
+                    blocks: 0,
+                });
+            u.sites += 1;
+            u.bytes += moved.bytes;
+            u.blocks += moved.blocks;
+            by = Some(s.name.as_str());
+            leaks::replace(&mut report.leaks, &before, &after);
+        }
+        site.report.leak = leaks::site_leak(&after, by);
+        entries.insert(site.report.id.clone(), site.report.leak.clone());
+        if after.lost().blocks > 0 {
+            leaking.push(site.report);
+        }
+    }
+    leaking.sort_by(|a, b| {
+        let lost = |s: &SiteReport| {
+            s.leak
+                .as_ref()
+                .and_then(|l| l.classes)
+                .map_or(0, |c| c.lost().bytes)
+        };
+        lost(b).cmp(&lost(a)).then_with(|| a.id.cmp(&b.id))
+    });
+    leaking.truncate(top);
+    let mut used: Vec<SuppressionUse> = used.into_values().collect();
+    used.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    report.suppressions_used = used;
+    (entries, leaking)
+}
+
 fn finish(
     draft: ProcessDraft,
     symbolizer: &mut Symbolizer<'_>,
     categories: Option<&Categories>,
+    suppressions: Option<&Suppressions>,
+    top: usize,
 ) -> ProcessReport {
     let ProcessDraft {
         mut report,
-        by_live,
-        by_allocated,
+        mut by_live,
+        mut by_allocated,
         modules,
         refs,
         all_sites,
+        leak_candidates,
     } = draft;
+    let (entries, leaking) = suppress_leaks(
+        &mut report,
+        leak_candidates,
+        symbolizer,
+        &modules,
+        suppressions,
+        top,
+    );
+    for s in by_live.iter_mut().chain(by_allocated.iter_mut()) {
+        if let Some(entry) = entries.get(&s.report.id) {
+            s.report.leak = entry.clone();
+        }
+    }
+    report.leak_sites = leaking;
     let resolved: HashMap<String, SiteRef> = refs
         .into_iter()
         .map(|(id, stack)| {
@@ -181,7 +283,13 @@ fn finish(
     report
 }
 
-fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> ProcessDraft {
+fn draft(
+    session: &Session,
+    top: usize,
+    now_ns: u64,
+    with_all_sites: bool,
+    watched: Kinds,
+) -> ProcessDraft {
     let hello = session.hello();
     let heap = session.heap();
     let counters = session.counters();
@@ -236,12 +344,13 @@ fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> Pr
             live_blocks: site.live_blocks,
             peak_bytes: heap.site_peak_bytes(site),
             leak: match &classified {
-                Some((_, per_site)) => per_site.get(&id).and_then(leaks::site_leak),
+                Some((_, per_site)) => per_site.get(&id).and_then(|c| leaks::site_leak(c, None)),
                 None => (ended && site.live_blocks > 0).then(|| SiteLeak {
                     class: "live_at_exit".into(),
                     bytes: site.live_bytes,
                     blocks: site.live_blocks,
                     classes: None,
+                    suppressed_by: None,
                 }),
             },
             size_histogram: histogram(&site.sizes, &site.size_dist, 0),
@@ -270,6 +379,19 @@ fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> Pr
     let by_live = sites.iter().take(top).copied().map(site_draft).collect();
     sites.sort_by_key(|(&id, s)| (Reverse(s.bytes_allocated), Reverse(s.live_bytes), id));
     let by_allocated = sites.iter().take(top).copied().map(site_draft).collect();
+    let leak_candidates = match &classified {
+        Some((_, per_site)) => sites
+            .iter()
+            .filter(|(id, _)| {
+                per_site
+                    .get(id)
+                    .is_some_and(|c| Kinds::of(c).0 & watched.0 != 0)
+            })
+            .copied()
+            .map(site_draft)
+            .collect(),
+        None => Vec::new(),
+    };
     let duration_ms = duration_ns / 1_000_000;
     let analysis = analyze(session, duration_ms, top);
     let all_sites = if with_all_sites {
@@ -310,6 +432,8 @@ fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> Pr
                 heap_bytes,
             }
         }),
+        suppressions_used: Vec::new(),
+        leak_sites: Vec::new(),
         live_at_exit: if ended { live } else { Amount::default() },
         site_count: heap.sites().len(),
         sites: Vec::new(),
@@ -332,5 +456,6 @@ fn draft(session: &Session, top: usize, now_ns: u64, with_all_sites: bool) -> Pr
         modules: session.modules().clone(),
         refs: analysis.refs,
         all_sites,
+        leak_candidates,
     }
 }

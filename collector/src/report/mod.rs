@@ -66,6 +66,13 @@ pub struct ProcessReport {
     /// The exit scan itself: whether it ran, and what it cost.
     #[serde(default)]
     pub leak_scan: Option<LeakScanInfo>,
+    /// The suppressions that matched in this process, most bytes first.
+    #[serde(default)]
+    pub suppressions_used: Vec<SuppressionUse>,
+    /// Sites holding definitely, indirectly or possibly lost blocks that no
+    /// suppression silenced, most lost bytes first (at most `--top`).
+    #[serde(default)]
+    pub leak_sites: Vec<SiteReport>,
     /// Blocks still allocated when the process ended (zero while it runs).
     pub live_at_exit: Amount,
     /// Number of distinct allocation sites.
@@ -174,6 +181,35 @@ pub struct Leaks {
     pub possibly: Amount,
     /// Still pointed to at exit.
     pub reachable: Amount,
+    /// Blocks of any class that a suppression silenced (`--suppressions`,
+    /// and the default set): not counted in the four classes above.
+    #[serde(default)]
+    pub suppressed: Amount,
+}
+
+impl Leaks {
+    /// Definitely + indirectly + possibly lost.
+    pub fn lost(&self) -> Amount {
+        Amount {
+            bytes: self.definitely.bytes + self.indirectly.bytes + self.possibly.bytes,
+            blocks: self.definitely.blocks + self.indirectly.blocks + self.possibly.blocks,
+        }
+    }
+}
+
+/// How much one suppression silenced in a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressionUse {
+    /// The suppression's name.
+    pub name: String,
+    /// Where it is defined (`FILE:LINE`).
+    pub origin: String,
+    /// Sites it matched.
+    pub sites: u64,
+    /// Bytes it silenced.
+    pub bytes: u64,
+    /// Blocks it silenced.
+    pub blocks: u64,
 }
 
 /// One allocation site (a unique stack).
@@ -245,6 +281,10 @@ pub struct SiteLeak {
     /// Bytes and blocks of every class, when the exit scan ran.
     #[serde(default)]
     pub classes: Option<Leaks>,
+    /// The suppression that matched this site, if any. When every block of
+    /// the site was suppressed, `class` is `"suppressed"` (a fully suppressed site).
+    #[serde(default)]
+    pub suppressed_by: Option<String>,
 }
 
 /// One symbolized frame.

@@ -5,24 +5,162 @@ use std::path::Path;
 
 use super::text_analysis::{process_analysis, site_details};
 use super::units::{count, duration_ms, size, size_exact};
-use super::{Frame, ProcessReport, Report, SiteReport};
+use super::{Amount, Frame, Leaks, ProcessReport, Report, SiteReport};
+use crate::leakcheck::select::is_helper;
 use crate::state::Exit;
 
 /// Frames shown per site.
 const FRAMES_SHOWN: usize = 6;
 
-/// Renders the whole report as text.
+/// Renders the whole report as text, short-lived helpers folded.
 pub fn render(report: &Report) -> String {
+    render_with(report, true)
+}
+
+/// Renders the whole report as text. With `fold_helpers` and more than one
+/// process, short-lived helper processes ([`is_helper`]) get one line in all
+/// instead of a section each (they stay in the JSON report).
+pub fn render_with(report: &Report, fold_helpers: bool) -> String {
     let mut out = String::new();
     if report.processes.is_empty() {
         out.push_str("memcollect: no process was profiled (did the shim load? is the program statically linked?)\n");
         return out;
     }
-    for p in &report.processes {
+    let fold = fold_helpers && report.processes.len() > 1;
+    let helper = |p: &ProcessReport| fold && is_helper(p);
+    for p in report.processes.iter().filter(|p| !helper(p)) {
         process(&mut out, p);
     }
-    summary(&mut out, &report.processes);
+    let helpers: Vec<&ProcessReport> = report.processes.iter().filter(|p| helper(p)).collect();
+    if !helpers.is_empty() {
+        helper_line(&mut out, &helpers);
+    }
+    summary(&mut out, &report.processes, fold);
     out
+}
+
+/// One line for all the helper processes: how many, of which programs.
+fn helper_line(out: &mut String, helpers: &[&ProcessReport]) {
+    let mut names: Vec<(String, usize)> = Vec::new();
+    for p in helpers {
+        let name = program_name(p);
+        match names.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => names.push((name, 1)),
+        }
+    }
+    let list: Vec<String> = names
+        .iter()
+        .map(|(n, c)| {
+            if *c == 1 {
+                n.clone()
+            } else {
+                format!("{n} x{c}")
+            }
+        })
+        .collect();
+    let execs = helpers.iter().filter(|p| p.exit == Exit::Exec).count();
+    let peak = helpers
+        .iter()
+        .map(|p| p.totals.peak_bytes)
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "== {} helper process image{} ({}): {} replaced by exec, the others exited 0 with no leak; peak <= {} each (--show-helpers for sections)\n",
+        helpers.len(),
+        if helpers.len() == 1 { "" } else { "s" },
+        list.join(", "),
+        execs,
+        size(peak)
+    );
+}
+
+/// The file name of a process's executable (its command's first word if unknown).
+fn program_name(p: &ProcessReport) -> String {
+    let exe = if p.exe.is_empty() {
+        p.command.split(' ').next().unwrap_or("")
+    } else {
+        p.exe.as_str()
+    };
+    Path::new(exe)
+        .file_name()
+        .map_or_else(|| exe.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// `B in N blocks`, memcheck style.
+fn amount(a: Amount) -> String {
+    format!("{} in {}", size_exact(a.bytes), plural(a.blocks, "block"))
+}
+
+/// The process's leak classes, like memcheck's LEAK SUMMARY.
+fn leak_summary(out: &mut String, p: &ProcessReport) {
+    let Some(scan) = &p.leak_scan else {
+        if p.exit != Exit::Running && p.exit != Exit::Exec && p.totals.live_blocks > 0 {
+            let _ = writeln!(
+                out,
+                "  leak classes  none: no exit scan (the process did not exit normally); blocks live at exit are listed as such"
+            );
+        }
+        return;
+    };
+    let l = &p.leaks;
+    let _ = writeln!(
+        out,
+        "  LEAK SUMMARY  (exit scan {:.1} ms: {} of roots, {} of heap)",
+        scan.duration_ms,
+        size(scan.root_bytes),
+        size(scan.heap_bytes)
+    );
+    let _ = writeln!(out, "     definitely lost: {}", amount(l.definitely));
+    let _ = writeln!(out, "     indirectly lost: {}", amount(l.indirectly));
+    let _ = writeln!(out, "       possibly lost: {}", amount(l.possibly));
+    let _ = writeln!(out, "     still reachable: {}", amount(l.reachable));
+    let _ = writeln!(out, "          suppressed: {}", amount(l.suppressed));
+    for u in &p.suppressions_used {
+        let _ = writeln!(
+            out,
+            "        by {}: {} at {} ({})",
+            u.name,
+            amount(Amount {
+                bytes: u.bytes,
+                blocks: u.blocks
+            }),
+            plural(u.sites, "site"),
+            u.origin
+        );
+    }
+}
+
+/// How a site's blocks were classified, for its heading.
+fn site_class(s: &SiteReport) -> String {
+    let Some(leak) = &s.leak else {
+        return String::new();
+    };
+    let Some(c) = &leak.classes else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    for (name, a) in [
+        ("definitely lost", c.definitely),
+        ("indirectly lost", c.indirectly),
+        ("possibly lost", c.possibly),
+        ("reachable", c.reachable),
+    ] {
+        if a.blocks > 0 {
+            parts.push(format!("{name} {}", amount(a)));
+        }
+    }
+    if c.suppressed.blocks > 0 {
+        parts.push(format!(
+            "suppressed {}{}",
+            amount(c.suppressed),
+            leak.suppressed_by
+                .as_deref()
+                .map_or(String::new(), |n| format!(" by {n}"))
+        ));
+    }
+    format!("         [{}]\n", parts.join("; "))
 }
 
 /// `n thing` or `n things`.
@@ -147,7 +285,18 @@ fn process(out: &mut String, p: &ProcessReport) {
             count(t.duplicate_allocs)
         );
     }
+    leak_summary(out, p);
     process_analysis(out, p);
+    if !p.leak_sites.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  Leaking sites ({} with definitely, indirectly or possibly lost blocks, most lost first)",
+            p.leak_sites.len()
+        );
+        for (i, s) in p.leak_sites.iter().enumerate() {
+            site(out, i + 1, s, SiteFocus::Lost);
+        }
+    }
     let live_title = if p.exit == Exit::Running {
         "live bytes now"
     } else {
@@ -178,10 +327,25 @@ fn process(out: &mut String, p: &ProcessReport) {
 enum SiteFocus {
     Live,
     Allocated,
+    Lost,
 }
 
 fn site(out: &mut String, rank: usize, s: &SiteReport, focus: SiteFocus) {
     let head = match focus {
+        SiteFocus::Lost => {
+            let lost = s
+                .leak
+                .as_ref()
+                .and_then(|l| l.classes)
+                .map(|c| c.lost())
+                .unwrap_or_default();
+            format!(
+                "{} lost in {} (site {})",
+                size_exact(lost.bytes),
+                plural(lost.blocks, "block"),
+                s.id
+            )
+        }
         SiteFocus::Live => format!(
             "{} live in {}",
             size_exact(s.live_bytes),
@@ -194,7 +358,7 @@ fn site(out: &mut String, rank: usize, s: &SiteReport, focus: SiteFocus) {
         ),
     };
     let rest = match focus {
-        SiteFocus::Live => format!(
+        SiteFocus::Live | SiteFocus::Lost => format!(
             "{}, {} allocated, {} at peak",
             plural(s.alloc_calls, "call"),
             size(s.bytes_allocated),
@@ -207,6 +371,9 @@ fn site(out: &mut String, rank: usize, s: &SiteReport, focus: SiteFocus) {
         ),
     };
     let _ = writeln!(out, "  #{rank:<3} {head}  ({rest})");
+    if focus != SiteFocus::Allocated {
+        out.push_str(&site_class(s));
+    }
     site_details(out, s);
     if s.frames.is_empty() {
         let _ = writeln!(out, "         (stack not received)");
@@ -244,7 +411,7 @@ fn frame(f: &Frame) -> String {
     text
 }
 
-fn summary(out: &mut String, processes: &[ProcessReport]) {
+fn summary(out: &mut String, processes: &[ProcessReport], fold: bool) {
     let title = format!(
         "== Summary: {} ",
         plural(processes.len() as u64, "process image")
@@ -256,30 +423,78 @@ fn summary(out: &mut String, processes: &[ProcessReport]) {
     );
     let _ = writeln!(
         out,
-        "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}  command",
-        "pid", "exit", "peak", "live", "allocated"
+        "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}  {:>10}  command",
+        "pid", "exit", "peak", "live", "lost", "allocated"
     );
+    let lost_text = |p: &ProcessReport| {
+        if p.leak_scan.is_some() {
+            size(p.leaks.lost().bytes)
+        } else {
+            "-".to_owned()
+        }
+    };
+    let mut helpers: Vec<&ProcessReport> = Vec::new();
     for p in processes {
+        if fold && is_helper(p) {
+            helpers.push(p);
+            continue;
+        }
         let command: String = p.command.chars().take(60).collect();
         let _ = writeln!(
             out,
-            "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}  {command}",
+            "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}  {:>10}  {command}",
             p.pid,
             exit_text(&p.exit),
             size(p.totals.peak_bytes),
             size(p.totals.live_bytes),
+            lost_text(p),
             size(p.totals.bytes_allocated),
+        );
+    }
+    if !helpers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}  {:>10}  (helpers: shells, exec'ed images, tiny clean processes)",
+            helpers.len(),
+            "helper images",
+            size(helpers.iter().map(|p| p.totals.peak_bytes).max().unwrap_or(0)),
+            size(helpers.iter().map(|p| p.totals.live_bytes).sum()),
+            "0 B",
+            size(helpers.iter().map(|p| p.totals.bytes_allocated).sum()),
         );
     }
     let sum = |f: fn(&ProcessReport) -> u64| processes.iter().map(f).sum::<u64>();
     let _ = writeln!(
         out,
-        "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}",
+        "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}  {:>10}",
         "total",
         "",
-        "",
+        size(sum(|p| p.totals.peak_bytes)),
         size(sum(|p| p.totals.live_bytes)),
+        size(sum(|p| p.leaks.lost().bytes)),
         size(sum(|p| p.totals.bytes_allocated)),
+    );
+    let t = processes.iter().fold(Leaks::default(), |mut t, p| {
+        for (a, b) in [
+            (&mut t.definitely, p.leaks.definitely),
+            (&mut t.indirectly, p.leaks.indirectly),
+            (&mut t.possibly, p.leaks.possibly),
+            (&mut t.reachable, p.leaks.reachable),
+            (&mut t.suppressed, p.leaks.suppressed),
+        ] {
+            a.bytes += b.bytes;
+            a.blocks += b.blocks;
+        }
+        t
+    });
+    let _ = writeln!(
+        out,
+        "  leaks across the tree: definitely lost {}, indirectly lost {}, possibly lost {}, still reachable {}, suppressed {}",
+        amount(t.definitely),
+        amount(t.indirectly),
+        amount(t.possibly),
+        amount(t.reachable),
+        amount(t.suppressed)
     );
     let lost = sum(|p| p.totals.lost_events);
     if lost > 0 {

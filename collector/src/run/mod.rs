@@ -45,7 +45,8 @@ fn preload_value(shim: &Path) -> OsString {
     value
 }
 
-/// Runs the command under the profiler; returns the command's exit code.
+/// Runs the command under the profiler; returns the command's exit code, or
+/// [`crate::leakcheck::gates::GATE_FAILED`] when a gate failed.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let shim = shim::locate(args.shim.as_deref())?;
     let categories = args
@@ -55,6 +56,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         .map(crate::analysis::categories::Categories::load)
         .transpose()?
         .map(Arc::new);
+    let suppressions = crate::leakcheck::load_suppressions(&args.leaks)?;
     let (command, command_args) = args
         .command
         .split_first()
@@ -115,15 +117,17 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     for r in &reaped {
         registry.refine_exit(r.pid, r.exit);
     }
-    let report = build_report(
+    let mut report = build_report(
         &registry,
         &cache,
         &ReportOptions {
             top: args.output.top,
             pid: None,
             categories,
+            suppressions,
         },
     );
+    crate::leakcheck::select::only(&mut report, &args.leaks.only);
     server.remove_socket();
     drop(dir);
     emit(
@@ -131,10 +135,12 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         args.output.format,
         args.output.output.as_deref(),
         Terminal::Stderr,
+        args.leaks.show_helpers,
     )?;
     let code = reaped
         .iter()
         .find(|r| r.pid == pid)
         .map_or(1, |r| r.shell_code());
-    Ok(code)
+    let gate = crate::leakcheck::conclude(&report, &args.leaks, Terminal::Stderr)?;
+    Ok(gate.unwrap_or(code))
 }
