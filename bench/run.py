@@ -8,6 +8,7 @@ to plain. The table is printed and written to BENCHMARKS.md with the
 command lines that produced it. Nothing is installed: missing tools are named.
 """
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,6 +46,37 @@ def timed(cmd):
     return time.perf_counter() - start
 
 
+def collector_figures():
+    """Trace size per event, collector ingest rate and memory per live block."""
+    with tempfile.TemporaryDirectory() as tmp:
+        alloc = os.path.join(tmp, "alloc")
+        live = os.path.join(tmp, "live")
+        subprocess.run(["cc", "-O2", "-pthread", "-o", alloc, os.path.join(ROOT, "bench", "alloc.c")], check=True)
+        subprocess.run(["cc", "-O2", "-o", live, os.path.join(ROOT, "bench", "live.c")], check=True)
+        env = dict(os.environ, MEMSHIM_SOCKET=os.path.join(tmp, "none.sock"),
+                   LD_PRELOAD=os.path.join(RELEASE, "libmemshim.so"))
+        trace = os.path.join(tmp, "alloc.mst")
+        subprocess.run([alloc, "small", "1", "2000000"], env=dict(env, MEMSHIM_OUTPUT=trace), check=True)
+        events = 4_000_000
+        trace_bytes = os.path.getsize(trace)
+        start = time.perf_counter()
+        subprocess.run([MEMCOLLECT, "report", "--output", os.devnull, trace], check=True)
+        ingest = events / (time.perf_counter() - start)
+        live_trace = os.path.join(tmp, "live.mst")
+        subprocess.run([live], env=dict(env, MEMSHIM_OUTPUT=live_trace), check=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run([MEMCOLLECT, "report", "--output", os.devnull, live_trace], check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        per_block = max(after, before) * 1024 / 1_000_000
+    return "\n".join([
+        "| collector figure | value |",
+        "|---|---|",
+        f"| trace size, C microbenchmark (2 M malloc/free pairs) | {trace_bytes / events:.2f} bytes/event |",
+        f"| ingest rate, `memcollect report` on that trace (one core, whole command) | {ingest / 1e6:.2f} M events/s |",
+        f"| peak RSS of `memcollect report` on 1 M live blocks | {per_block:.0f} bytes per live block |",
+    ])
+
+
 def main():
     if not os.path.exists(MEMCOLLECT):
         sys.exit("bench: build first (make build)")
@@ -54,6 +86,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         modes = [
             ("plain", lambda c: c),
+            ("memshim sampled 512 KiB", lambda c: [MEMCOLLECT, "run", "--sample-bytes", "524288", "--output", os.devnull, "--"] + c),
             ("memshim exact", lambda c: [MEMCOLLECT, "run", "--output", os.devnull, "--"] + c),
         ]
         if heaptrack:
@@ -76,12 +109,14 @@ def main():
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print("\n" + table)
+    collector = collector_figures()
+    print("\n" + collector)
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as out:
         out.write("# Benchmarks\n\nProduced by `make bench` (bench/run.py): median wall time of "
                   f"{RUNS} interleaved runs per mode on this machine ({os.cpu_count()} cores), "
                   "ratio to the plain run in parentheses. memshim runs in exact mode (every call, "
                   "full stacks) through `memcollect run`, collector included.\n\n")
-        out.write(table + "\n\nCommands:\n\n")
+        out.write(table + "\n\n" + collector + "\n\nCommands:\n\n")
         for name, cmd, _ in rows:
             out.write(f"- {name}: `{' '.join(cmd)}`\n")
 

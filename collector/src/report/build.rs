@@ -12,7 +12,7 @@ use memshim_proto::StackId;
 
 use super::analyze::{add_usage, analyze, histogram, site_id, sort_usage};
 use super::{
-    leaks, Amount, LeakScanInfo, ProcessReport, Report, SiteLeak, SiteRef, SiteReport,
+    estimates, leaks, Amount, LeakScanInfo, ProcessReport, Report, SiteLeak, SiteRef, SiteReport,
     SuppressionUse, Totals, Usage, REPORT_VERSION,
 };
 use crate::analysis::attribution::{attributed_frame, attributed_module, describe};
@@ -371,6 +371,7 @@ fn draft(
                 .stack(id)
                 .and_then(|st| attributed_module(session.modules(), st)),
             category: None,
+            estimate: site.estimates.as_deref().map(|e| (*e).into()),
         },
         stack: session.stack(id).cloned(),
     };
@@ -424,6 +425,7 @@ fn draft(
             .as_ref()
             .map(|(total, _)| *total)
             .unwrap_or_default(),
+        estimate: estimates::process(heap),
         leak_scan: session.leaks().done().then(|| {
             let (root_bytes, heap_bytes) = session.leaks().scanned_bytes();
             LeakScanInfo {

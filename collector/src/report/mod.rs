@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod analyze;
 pub mod build;
+pub mod estimates;
 pub mod leaks;
 pub mod text;
 pub mod text_analysis;
@@ -63,6 +64,10 @@ pub struct ProcessReport {
     /// Leak classes of the blocks live at exit, from the exit scan (all zero
     /// when no scan ran: see `leak_scan`).
     pub leaks: Leaks,
+    /// Sampled mode: unbiased estimates of the totals, ± 99 % (the exact
+    /// counters then count samples only).
+    #[serde(default)]
+    pub estimate: Option<estimates::Estimates>,
     /// The exit scan itself: whether it ran, and what it cost.
     #[serde(default)]
     pub leak_scan: Option<LeakScanInfo>,
@@ -265,6 +270,9 @@ pub struct SiteReport {
     /// User category (`--categories`), when one matched.
     #[serde(default)]
     pub category: Option<String>,
+    /// Sampled mode: unbiased estimates of this site's totals, ± 99 %.
+    #[serde(default)]
+    pub estimate: Option<estimates::Estimates>,
 }
 
 /// What a site left behind.

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::estimates::Figure;
 use super::text_analysis::{process_analysis, site_details};
 use super::units::{count, duration_ms, size, size_exact};
 use super::{Amount, Frame, Leaks, ProcessReport, Report, SiteReport};
@@ -201,6 +202,22 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+fn estimated_size(f: Figure) -> String {
+    format!(
+        "{} ± {}",
+        size(f.value.max(0.0) as u64),
+        size(f.ci99 as u64)
+    )
+}
+
+fn estimated_count(f: Figure) -> String {
+    format!(
+        "{} ± {}",
+        count(f.value.max(0.0) as u64),
+        count(f.ci99 as u64)
+    )
+}
+
 fn process(out: &mut String, p: &ProcessReport) {
     let t = &p.totals;
     let title = format!(
@@ -223,9 +240,19 @@ fn process(out: &mut String, p: &ProcessReport) {
     if p.sample_bytes > 0 {
         let _ = writeln!(
             out,
-            "  sampled: one record per {} on average; counts are estimates",
+            "  sampled: one record per {} on average; the counts below are of samples",
             size(p.sample_bytes)
         );
+        if let Some(e) = &p.estimate {
+            let _ = writeln!(
+                out,
+                "  estimated     {} allocated in {} calls; {} live in {} blocks (99 % intervals)",
+                estimated_size(e.bytes_allocated),
+                estimated_count(e.alloc_calls),
+                estimated_size(e.live_bytes),
+                estimated_count(e.live_blocks),
+            );
+        }
     }
     if t.lost_events > 0 {
         let _ = writeln!(
@@ -371,6 +398,15 @@ fn site(out: &mut String, rank: usize, s: &SiteReport, focus: SiteFocus) {
         ),
     };
     let _ = writeln!(out, "  #{rank:<3} {head}  ({rest})");
+    if let Some(e) = &s.estimate {
+        let _ = writeln!(
+            out,
+            "         estimated: {} allocated in {} calls, {} live",
+            estimated_size(e.bytes_allocated),
+            estimated_count(e.alloc_calls),
+            estimated_size(e.live_bytes),
+        );
+    }
     if focus != SiteFocus::Allocated {
         out.push_str(&site_class(s));
     }

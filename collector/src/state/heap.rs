@@ -12,6 +12,7 @@ use memshim_proto::StackId;
 
 use super::distribution::Distribution;
 use super::histogram::Log2Histogram;
+use super::sampling::SiteEstimates;
 use super::series::{LiveSeries, Point};
 
 /// A block that is currently allocated.
@@ -66,6 +67,8 @@ pub struct Site {
     pub max_chain: u32,
     /// Live bytes over time (sampled on the session's tick).
     pub series: Option<Box<LiveSeries>>,
+    /// Estimated totals, in sampled mode only.
+    pub estimates: Option<Box<SiteEstimates>>,
     epoch_seen: u64,
     live_at_peak: u64,
 }
@@ -83,14 +86,15 @@ pub struct Heap {
     peak_bytes: u64,
     peak_ts: u64,
     peak_epoch: u64,
+    sample_mean: u64,
 }
 
 impl Heap {
     /// A heap that starts with `blocks` live (a forked child's inheritance).
     ///
     /// The inherited live bytes are the child's peak baseline at time 0.
-    pub fn inherit(blocks: HashMap<u64, LiveBlock>) -> Self {
-        let mut heap = Heap::default();
+    pub fn inherit(blocks: HashMap<u64, LiveBlock>, sample_mean: u64) -> Self {
+        let mut heap = Heap::sampled(sample_mean);
         for (addr, block) in blocks {
             heap.insert(addr, block);
         }
@@ -98,10 +102,24 @@ impl Heap {
         heap
     }
 
+    /// An empty heap for a stream sampled every `sample_mean` bytes (0: exact).
+    pub fn sampled(sample_mean: u64) -> Self {
+        Heap {
+            sample_mean,
+            ..Heap::default()
+        }
+    }
+
+    /// Mean bytes between samples of the stream (0: every call recorded).
+    pub fn sample_mean(&self) -> u64 {
+        self.sample_mean
+    }
+
     /// Inserts a block; returns the block it replaced, if the address was live.
     pub fn insert(&mut self, addr: u64, block: LiveBlock) -> Option<LiveBlock> {
         let replaced = self.remove(addr);
-        self.checkpoint(block.stack).add(&block);
+        let mean = self.sample_mean;
+        self.checkpoint(block.stack).add(&block, mean);
         self.live.insert(addr, block);
         self.live_bytes += block.size;
         self.live_usable += block.usable;
@@ -116,7 +134,8 @@ impl Heap {
     /// Removes a block if it is live.
     pub fn remove(&mut self, addr: u64) -> Option<LiveBlock> {
         let block = self.live.remove(&addr)?;
-        self.checkpoint(block.stack).sub(&block);
+        let mean = self.sample_mean;
+        self.checkpoint(block.stack).sub(&block, mean);
         self.live_bytes -= block.size;
         self.live_usable -= block.usable;
         Some(block)
@@ -196,16 +215,27 @@ impl Heap {
 }
 
 impl Site {
-    fn add(&mut self, block: &LiveBlock) {
+    fn add(&mut self, block: &LiveBlock, sample_mean: u64) {
         self.live_bytes += block.size;
         self.live_usable += block.usable;
         self.live_blocks += 1;
+        if sample_mean != 0 {
+            self.estimates_mut().on_live(block.size, sample_mean, true);
+        }
     }
 
-    fn sub(&mut self, block: &LiveBlock) {
+    fn sub(&mut self, block: &LiveBlock, sample_mean: u64) {
         self.live_bytes -= block.size;
         self.live_usable -= block.usable;
         self.live_blocks -= 1;
+        if sample_mean != 0 {
+            self.estimates_mut().on_live(block.size, sample_mean, false);
+        }
+    }
+
+    /// The site's estimates, created on first use.
+    pub fn estimates_mut(&mut self) -> &mut SiteEstimates {
+        self.estimates.get_or_insert_default()
     }
 }
 

@@ -3,6 +3,7 @@
 //! * [`session`]: one process image: counters, lifecycle, events applied in order.
 //! * [`heap`]: the live set, the allocation sites and the process peak.
 //! * [`leaks`]: leak classes of the blocks live at exit, from the shim's scan.
+//! * [`sampling`]: unbiased estimates, with uncertainty, from a sampled stream.
 //! * [`mmaps`]: mapped ranges.
 //! * [`modules`]: loaded objects, to map addresses back to files.
 //! * [`histogram`], [`distribution`], [`timeline`], [`rate`], [`series`]: bounded
@@ -15,6 +16,7 @@ pub mod leaks;
 pub mod mmaps;
 pub mod modules;
 pub mod rate;
+pub mod sampling;
 pub mod series;
 pub mod session;
 pub mod timeline;

@@ -132,9 +132,11 @@ pub struct Session {
 impl Session {
     /// A session for a freshly started image.
     pub fn new(hello: Hello) -> Self {
+        let heap = Heap::sampled(hello.sample_bytes);
         Session {
             hello,
-            heap: Heap::default(),
+            heap,
+
             mappings: Mappings::default(),
             modules: ModuleMap::default(),
             stacks: HashMap::new(),
@@ -158,7 +160,7 @@ impl Session {
     /// A session for a forked child that starts from its parent's state.
     pub fn forked(hello: Hello, snapshot: ForkSnapshot) -> Self {
         let mut s = Session::new(hello);
-        s.heap = Heap::inherit(snapshot.live);
+        s.heap = Heap::inherit(snapshot.live, s.hello.sample_bytes);
         s.mappings = snapshot.mappings;
         s.modules = snapshot.modules;
         s.stacks = snapshot.stacks;
@@ -347,7 +349,11 @@ impl Session {
         }
         c.bytes_allocated += a.size;
         c.blocks_allocated += 1;
+        let sample_mean = self.heap.sample_mean();
         let site = self.heap.site_mut(a.stack);
+        if sample_mean != 0 {
+            site.estimates_mut().on_alloc(a.size, sample_mean);
+        }
         site.alloc_calls += 1;
         site.bytes_allocated += a.size;
         site.sizes.record(a.size);
