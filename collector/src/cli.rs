@@ -112,8 +112,9 @@ pub struct LeakArgs {
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Only report and gate the processes whose command line or executable
-    /// matches PATTERN: a glob with `*`/`?` (on the whole string), else a
-    /// substring. Repeatable (any may match).
+    /// matches PATTERN: a glob with `*`/`?` (matching the whole command line,
+    /// the executable's path or its file name), else a substring of the command
+    /// line or the executable's path. Repeatable (any may match).
     #[arg(long, value_name = "PATTERN")]
     pub only: Vec<String>,
     /// Give every process a full section in the text report (by default,

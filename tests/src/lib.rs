@@ -9,10 +9,12 @@
 //! - [`serving`]: a `memcollect serve` child, preloaded programs joining it, live reports.
 //! - [`valgrind`]: running under valgrind and reading its heap summaries.
 //! - [`check`]: the exact comparisons the tests make.
+//! - [`leakcheck`]: memcheck's LEAK SUMMARY, memshim's leak classes, `memcollect run` with gates.
 
 pub mod build;
 pub mod check;
 pub mod exec;
+pub mod leakcheck;
 pub mod paths;
 pub mod programs;
 pub mod report;

@@ -2,6 +2,7 @@
 //! processes (shells, `sed`, images replaced by `exec`) from the programs
 //! worth a section of their own in the text report.
 
+use crate::analysis::attribution::base_name;
 use crate::analysis::categories::glob;
 use crate::report::{ProcessReport, Report};
 use crate::state::Exit;
@@ -10,10 +11,11 @@ use crate::state::Exit;
 pub const HELPER_PEAK: u64 = 256 << 10;
 
 /// Whether `pattern` selects process `p`: a glob (when it has `*` or `?`)
-/// on the command line or the executable's path, else a substring of either.
+/// matching the whole command line, the executable's path or its file name;
+/// else a substring of the command line or the executable's path.
 pub fn matches(pattern: &str, p: &ProcessReport) -> bool {
     if pattern.contains(['*', '?']) {
-        glob(pattern, &p.command) || glob(pattern, &p.exe)
+        glob(pattern, &p.command) || glob(pattern, &p.exe) || glob(pattern, base_name(&p.exe))
     } else {
         p.command.contains(pattern) || p.exe.contains(pattern)
     }

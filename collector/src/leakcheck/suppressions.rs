@@ -358,7 +358,13 @@ pub fn generate(site: &SiteReport) -> Option<String> {
     if kinds.0 == 0 || site.frames.is_empty() {
         return None;
     }
-    let stem: String = attributed_frame(&site.frames)
+    let named: Vec<Frame> = site
+        .frames
+        .iter()
+        .filter(|f| f.function != "??")
+        .cloned()
+        .collect();
+    let stem: String = attributed_frame(&named)
         .map_or("site", |f| f.function.as_str())
         .chars()
         .take_while(|&c| c != '(' && c != '<')
