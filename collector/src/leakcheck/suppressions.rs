@@ -530,6 +530,7 @@ mod tests {
             max_realloc_chain: 0,
             module: None,
             category: None,
+            estimate: None,
         };
         let text = generate(&site).unwrap();
         assert!(
