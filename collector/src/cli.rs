@@ -170,6 +170,14 @@ pub struct RunArgs {
     /// Path of libmemshim.so [default: $MEMSHIM_LIB, else next to memcollect, else ../lib/].
     #[arg(long, value_name = "PATH")]
     pub shim: Option<PathBuf>,
+    /// Do not set what makes interpreters visible. By default, unless already
+    /// set, the command's whole process tree gets PYTHONMALLOC=malloc (CPython
+    /// then allocates each object with malloc, so that Python objects are
+    /// seen) and --perf-basic-prof appended to NODE_OPTIONS (Node then writes
+    /// /tmp/perf-PID.map, so that JavaScript functions are named); one stderr
+    /// line says so when a Python or Node process is involved.
+    #[arg(long)]
+    pub no_interpreter_env: bool,
     /// Leak checking and gates.
     #[command(flatten)]
     pub leaks: LeakArgs,

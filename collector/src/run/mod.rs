@@ -5,7 +5,9 @@
 //! * [`shim`]: finding `libmemshim.so`.
 //! * [`private_dir`]: the 0700 directory of the private socket.
 //! * [`reaper`]: subreaper, reaping and signal forwarding.
+//! * [`interpreters`]: `PYTHONMALLOC` and `NODE_OPTIONS` for interpreters.
 
+pub mod interpreters;
 pub mod private_dir;
 pub mod reaper;
 pub mod shim;
@@ -85,19 +87,24 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     forward_signals(Arc::clone(&child_pid))
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
-    let child = Command::new(&program)
+    let mut child = Command::new(&program);
+    child
         .arg0(command)
         .args(command_args)
         .env("LD_PRELOAD", preload_value(&shim))
         .env(ENV_SOCKET, server.path())
-        .env(ENV_SAMPLE_BYTES, args.sample_bytes.to_string())
-        .spawn()
-        .map_err(|e| {
-            Failure::with_code(
-                format!("cannot run {}: {e}", Path::new(command).display()),
-                target::NOT_EXECUTABLE,
-            )
-        })?;
+        .env(ENV_SAMPLE_BYTES, args.sample_bytes.to_string());
+    let interpreter_env = if args.no_interpreter_env {
+        interpreters::InterpreterEnv::default()
+    } else {
+        interpreters::apply(&mut child, interpreters::recognise(command, &program))
+    };
+    let child = child.spawn().map_err(|e| {
+        Failure::with_code(
+            format!("cannot run {}: {e}", Path::new(command).display()),
+            target::NOT_EXECUTABLE,
+        )
+    })?;
     let pid = child.id();
     child_pid.store(pid as i32, Ordering::Release);
     let reaped = reap_all();
@@ -127,6 +134,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
             suppressions,
         },
     );
+    interpreter_env.after_run(&report);
     crate::leakcheck::select::only(&mut report, &args.leaks.only);
     server.remove_socket();
     drop(dir);
