@@ -270,6 +270,9 @@ pub struct LiveBlock {
     pub addr: u64,
     /// Requested size in bytes.
     pub size: u64,
+    /// What the allocator reserved (`malloc_usable_size`), which tells where
+    /// the allocator's own header of the next chunk lies.
+    pub usable: u64,
 }
 
 /// The collector's reply to [`Event::ScanRequest`]: every block it holds as

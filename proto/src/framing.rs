@@ -24,7 +24,7 @@ pub const STREAM_MAGIC: [u8; 8] = *b"MEMSHIM\x00";
 
 /// Version of the event format. Bump it on any incompatible change to
 /// [`Event`] or to the wire form.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Length of the stream header in bytes.
 pub const HEADER_LEN: usize = 12;
@@ -335,7 +335,11 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let set = crate::LiveSet {
-            blocks: vec![crate::LiveBlock { addr: 16, size: 24 }],
+            blocks: vec![crate::LiveBlock {
+                addr: 16,
+                size: 24,
+                usable: 24,
+            }],
         };
         let mut out = Vec::new();
         encode_message(&set, &mut out);

@@ -43,7 +43,6 @@ fn compare(file: &str, tally: &str, base: &str, base_tally: &str) {
 /// i.e. the scan finds interior pointers to them that memcheck, with its own
 /// allocator, never sees (glibc malloc's own chunk pointers are the suspect).
 #[test]
-#[ignore = "shim scan: glibc allocator pointers make directly lost blocks 'possibly lost'"]
 fn c_program_classes_equal_memcheck() {
     compare("leak_classes.c", "leak_classes", BASE_C, "empty");
 }

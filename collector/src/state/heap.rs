@@ -303,7 +303,7 @@ mod tests {
     fn inherited_blocks_set_the_peak_baseline() {
         let mut blocks = HashMap::new();
         blocks.insert(0x10, block(100, 7, 0));
-        let mut h = Heap::inherit(blocks);
+        let mut h = Heap::inherit(blocks, 0);
         assert_eq!((h.live_bytes(), h.peak_bytes()), (100, 100));
         h.remove(0x10);
         h.insert(0x20, block(30, 8, 5));

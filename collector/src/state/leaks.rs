@@ -26,7 +26,11 @@ impl LeakScanState {
     /// The live set to send for the scan (sorted by address), remembering its order.
     pub fn request<'a>(&mut self, live: impl Iterator<Item = (&'a u64, &'a HeapBlock)>) -> LiveSet {
         let mut blocks: Vec<LiveBlock> = live
-            .map(|(&addr, b)| LiveBlock { addr, size: b.size })
+            .map(|(&addr, b)| LiveBlock {
+                addr,
+                size: b.size,
+                usable: b.usable,
+            })
             .collect();
         blocks.sort_unstable_by_key(|b| b.addr);
         self.sent = blocks.iter().map(|b| b.addr).collect();

@@ -20,6 +20,68 @@ pub fn read(addr: u64, buf: &mut [u8]) -> usize {
     n.max(0) as usize
 }
 
+const WINDOW: u64 = 1 << 16;
+const WINDOWS: usize = 64;
+
+/// Copies of recently read 64 KiB windows of memory, so that scanning
+/// neighbouring blocks (a linked list allocated in order, say) costs one
+/// system call per window instead of one per block. Direct-mapped by address.
+pub struct Windows {
+    slots: Vec<Option<(u64, Vec<u8>)>>,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows {
+            slots: (0..WINDOWS).map(|_| None).collect(),
+        }
+    }
+}
+
+impl Windows {
+    /// The window holding `addr` (its base and bytes), if all of it is
+    /// readable; windows at the edge of a mapping are not cached.
+    fn window(&mut self, addr: u64) -> Option<(u64, &[u8])> {
+        let base = addr & !(WINDOW - 1);
+        let slot = ((base / WINDOW) as usize) % WINDOWS;
+        if !matches!(&self.slots[slot], Some((b, _)) if *b == base) {
+            let mut bytes = match self.slots[slot].take() {
+                Some((_, v)) => v,
+                None => vec![0; WINDOW as usize],
+            };
+            if read(base, &mut bytes) != WINDOW as usize {
+                return None;
+            }
+            self.slots[slot] = Some((base, bytes));
+        }
+        self.slots[slot].as_ref().map(|(b, v)| (*b, v.as_slice()))
+    }
+
+    /// Calls `f(word)` for every aligned word of `[addr, addr + len)`.
+    /// Returns the number of bytes read.
+    pub fn for_each_word(
+        &mut self,
+        addr: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+        mut f: impl FnMut(u64),
+    ) -> u64 {
+        let end = addr + len;
+        if len > WINDOW || (addr & !(WINDOW - 1)) != ((end.max(1) - 1) & !(WINDOW - 1)) {
+            // Large, or across two windows: read it on its own.
+            return for_each_word(addr, end, buf, f);
+        }
+        let Some((base, bytes)) = self.window(addr) else {
+            return for_each_word(addr, end, buf, f);
+        };
+        let (from, to) = ((addr - base) as usize, (end - base) as usize);
+        for w in bytes[from..to - (to - from) % 8].chunks_exact(8) {
+            f(u64::from_ne_bytes(w.try_into().expect("8 bytes")));
+        }
+        (to - from) as u64
+    }
+}
+
 /// Reads the aligned 64-bit word at `addr`, if it is readable.
 pub fn word(addr: u64) -> Option<u64> {
     let mut b = [0u8; 8];
