@@ -6,7 +6,7 @@
 //! touched for the first time since the latest peak first records its
 //! current (unchanged since that peak) live bytes as its share of the peak.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use memshim_proto::StackId;
 
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn inherited_blocks_set_the_peak_baseline() {
-        let mut blocks = HashMap::new();
+        let mut blocks = HashMap::default();
         blocks.insert(0x10, block(100, 7, 0));
         let mut h = Heap::inherit(blocks, 0);
         assert_eq!((h.live_bytes(), h.peak_bytes()), (100, 100));

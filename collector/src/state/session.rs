@@ -1,6 +1,6 @@
 //! The state of one process image, rebuilt from its event stream.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use memshim_proto::{
@@ -139,15 +139,15 @@ impl Session {
 
             mappings: Mappings::default(),
             modules: ModuleMap::default(),
-            stacks: HashMap::new(),
+            stacks: HashMap::default(),
             counters: Counters::default(),
-            pending_realloc: HashMap::new(),
+            pending_realloc: HashMap::default(),
             latest_stats: None,
             timeline: Timeline::default(),
             rate: RateSeries::default(),
             sizes: Default::default(),
             lifetimes: Default::default(),
-            last_alloc: HashMap::new(),
+            last_alloc: HashMap::default(),
             next_tick_ns: 0,
             end: None,
             closed: false,
