@@ -173,8 +173,9 @@ pub struct RunArgs {
     /// Do not set what makes interpreters visible. By default, unless already
     /// set, the command's whole process tree gets PYTHONMALLOC=malloc (CPython
     /// then allocates each object with malloc, so that Python objects are
-    /// seen) and --perf-basic-prof appended to NODE_OPTIONS (Node then writes
-    /// /tmp/perf-PID.map, so that JavaScript functions are named); one stderr
+    /// seen) and --perf-basic-prof --interpreted-frames-native-stack appended
+    /// to NODE_OPTIONS (Node then writes /tmp/perf-PID.map, so that JavaScript
+    /// functions are named); one stderr
     /// line says so when a Python or Node process is involved.
     #[arg(long)]
     pub no_interpreter_env: bool,

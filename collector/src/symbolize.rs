@@ -3,6 +3,11 @@
 //! Results are cached per (module path, build-id, ELF address) in a
 //! [`SymbolCache`] shared by every report; the DWARF parsing itself happens in
 //! a [`Symbolizer`] that lives for one report (blazesym's is not `Send`).
+//!
+//! Addresses outside every module are looked up in the process's
+//! `/tmp/perf-PID.map` ([`perfmap`]), read once per pid (again when it grew).
+
+pub mod perfmap;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,6 +19,7 @@ use memshim_proto::Module;
 
 use crate::report::Frame;
 use crate::state::modules::ModuleMap;
+use perfmap::PerfMap;
 
 /// File name of the shim, whose frames never belong in a report.
 const SHIM_FILE_NAME: &str = "libmemshim.so";
@@ -21,6 +27,8 @@ const SHIM_FILE_NAME: &str = "libmemshim.so";
 const CHANGED_ON_DISK: &str = "<path changed on disk since the run>";
 /// Function name shown for frames that cannot be symbolized.
 const UNKNOWN_FUNCTION: &str = "??";
+/// Module shown for frames named by a perf map.
+pub const JIT_MODULE: &str = "[jit]";
 
 /// What symbolizing one address inside a module gave (module-independent part).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +52,8 @@ type FileKey = (String, Vec<u8>);
 struct CacheInner {
     files: HashMap<FileKey, FileStatus>,
     addresses: HashMap<(FileKey, u64), Arc<[Located]>>,
+    /// Perf maps by pid (`None`: no readable map).
+    perf_maps: HashMap<u32, Option<Arc<PerfMap>>>,
 }
 
 /// Symbolization results shared across reports and threads.
@@ -64,16 +74,25 @@ impl<'c> Symbolizer<'c> {
         Symbolizer { cache, blaze: None }
     }
 
-    /// The frames of a stack, innermost first: one per function, inlined ones
-    /// included; the shim's own frames are dropped.
-    pub fn stack(&mut self, modules: &ModuleMap, addresses: &[u64]) -> Vec<Frame> {
+    /// The frames of a stack of process `pid`, innermost first: one per
+    /// function, inlined ones included; the shim's own frames are dropped.
+    /// Addresses outside every module are named from `pid`'s perf map, if any.
+    pub fn stack(
+        &mut self,
+        pid: Option<u32>,
+        modules: &ModuleMap,
+        addresses: &[u64],
+    ) -> Vec<Frame> {
         let mut frames = Vec::with_capacity(addresses.len());
         for &addr in addresses {
             // A return address points after the call: look up the call itself.
             let pc = addr.saturating_sub(1);
             let address = format!("{addr:#x}");
             let Some(module) = modules.find(pc) else {
-                frames.push(unknown(address, None));
+                frames.push(match pid.and_then(|pid| self.jit(pid, pc)) {
+                    Some(name) => jit_frame(name, address),
+                    None => unknown(address, None),
+                });
                 continue;
             };
             if module.path.is_empty() {
@@ -98,6 +117,43 @@ impl<'c> Symbolizer<'c> {
             }
         }
         frames
+    }
+
+    /// The perf map name of `pc` in process `pid`: the map is read on first
+    /// use, and read again when an address is missing and the file grew.
+    fn jit(&mut self, pid: u32, pc: u64) -> Option<String> {
+        let known = {
+            let inner = self
+                .cache
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            inner.perf_maps.get(&pid).cloned()
+        };
+        if let Some(Some(map)) = &known {
+            if let Some(name) = map.find(pc) {
+                return Some(name.to_owned());
+            }
+        }
+        let path = perfmap::path_of(pid);
+        let grown = match &known {
+            None => true,
+            Some(None) => path.exists(),
+            // Grown, or replaced by a new process of the same pid.
+            Some(Some(map)) => std::fs::metadata(&path).is_ok_and(|m| m.len() != map.read_bytes()),
+        };
+        if !grown {
+            return None;
+        }
+        let map = PerfMap::read(&path).map(Arc::new);
+        let name = map.as_ref().and_then(|m| m.find(pc)).map(str::to_owned);
+        let mut inner = self
+            .cache
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        inner.perf_maps.insert(pid, map);
+        name
     }
 
     fn locate(&mut self, module: &Module, vaddr: u64) -> Arc<[Located]> {
@@ -200,6 +256,17 @@ fn located(name: &str, code: Option<&CodeInfo<'_>>) -> Located {
         function: name.into(),
         file: code.map(|c| c.to_path().display().to_string()),
         line: code.and_then(|c| c.line),
+    }
+}
+
+fn jit_frame(name: String, address: String) -> Frame {
+    let source = perfmap::source_of(&name);
+    Frame {
+        file: source.as_ref().map(|(f, _)| f.clone()),
+        line: source.map(|(_, l)| l),
+        function: name,
+        module: Some(JIT_MODULE.into()),
+        address,
     }
 }
 

@@ -95,7 +95,7 @@ fn symbolizes_a_function_with_file_and_line() {
     // A "return address" inside target_function, past its prologue (line 4 or 5),
     // a frame in the shim (dropped), and one in unknown memory.
     let ret = base + addr + size / 2 + 1;
-    let frames = symbolizer.stack(&modules, &[ret, 0x7000_0000_1000, 0x42]);
+    let frames = symbolizer.stack(None, &modules, &[ret, 0x7000_0000_1000, 0x42]);
     assert_eq!(frames.len(), 2, "{frames:?}");
     let f = &frames[0];
     assert_eq!(f.function, "target_function");
@@ -108,11 +108,11 @@ fn symbolizes_a_function_with_file_and_line() {
         ("??", None)
     );
     // Cached: the same answer again.
-    assert_eq!(symbolizer.stack(&modules, &[ret])[0], frames[0]);
+    assert_eq!(symbolizer.stack(None, &modules, &[ret])[0], frames[0]);
 
     // A module whose build-id differs from the file on disk is not trusted.
     let mut changed = ModuleMap::default();
     changed.load(module(&bin, base, vec![1, 2, 3, 4]));
-    let frames = Symbolizer::new(&cache).stack(&changed, &[ret]);
+    let frames = Symbolizer::new(&cache).stack(None, &changed, &[ret]);
     assert_eq!(frames[0].function, "<path changed on disk since the run>");
 }

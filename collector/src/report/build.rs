@@ -134,7 +134,7 @@ fn suppress_leaks(
             continue;
         };
         if let Some(stack) = &site.stack {
-            site.report.frames = symbolizer.stack(modules, stack);
+            site.report.frames = symbolizer.stack(Some(report.pid), modules, stack);
         }
         let mut after = before;
         let mut by = None;
@@ -194,6 +194,7 @@ fn finish(
         all_sites,
         leak_candidates,
     } = draft;
+    let pid = report.pid;
     let (entries, leaking) = suppress_leaks(
         &mut report,
         leak_candidates,
@@ -211,7 +212,8 @@ fn finish(
     let resolved: HashMap<String, SiteRef> = refs
         .into_iter()
         .map(|(id, stack)| {
-            let frames = stack.map_or_else(Vec::new, |st| symbolizer.stack(&modules, &st));
+            let frames =
+                stack.map_or_else(Vec::new, |st| symbolizer.stack(Some(pid), &modules, &st));
             let (function, location) = attributed_frame(&frames)
                 .map_or(("??".into(), "(stack not received)".into()), |f| {
                     (f.function.clone(), describe(f))
@@ -248,7 +250,8 @@ fn finish(
     if let Some(categories) = categories {
         let mut groups: HashMap<String, Usage> = HashMap::new();
         for (stack, usage) in all_sites {
-            let frames = stack.map_or_else(Vec::new, |st| symbolizer.stack(&modules, &st));
+            let frames =
+                stack.map_or_else(Vec::new, |st| symbolizer.stack(Some(pid), &modules, &st));
             let name = categories.classify(&frames).unwrap_or(UNCATEGORIZED);
             site_category.insert(usage.name.clone(), name.to_owned());
             let g = groups.entry(name.to_owned()).or_insert_with(|| Usage {
@@ -271,7 +274,7 @@ fn finish(
             .into_iter()
             .map(|mut s| {
                 if let Some(stack) = &s.stack {
-                    s.report.frames = symbolizer.stack(&modules, stack);
+                    s.report.frames = symbolizer.stack(Some(pid), &modules, stack);
                 }
                 s.report.category = site_category.get(&s.report.id).cloned();
                 s.report

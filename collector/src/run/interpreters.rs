@@ -1,8 +1,9 @@
 //! What `memcollect run` sets so that interpreters' memory and functions are
 //! visible: `PYTHONMALLOC=malloc` for CPython (its small-object allocator
 //! otherwise hides most Python objects inside 256 KiB arenas) and
-//! `--perf-basic-prof` in `NODE_OPTIONS` for Node (V8 then writes
-//! `/tmp/perf-PID.map`, which names JIT-compiled JavaScript functions).
+//! `--perf-basic-prof --interpreted-frames-native-stack` in `NODE_OPTIONS` for
+//! Node (V8 then writes `/tmp/perf-PID.map`, which names JavaScript functions,
+//! interpreted ones included).
 //!
 //! Both are set for the whole process tree whenever the user did not set them
 //! (and did not pass `--no-interpreter-env`): only CPython reads
@@ -27,6 +28,10 @@ pub const PYTHONMALLOC: &str = "PYTHONMALLOC";
 pub const NODE_OPTIONS: &str = "NODE_OPTIONS";
 /// The V8 option that writes `/tmp/perf-PID.map`.
 pub const PERF_BASIC_PROF: &str = "--perf-basic-prof";
+/// The V8 option that gives each interpreted function its own copy of the
+/// interpreter's entry code, so that functions not yet compiled are named too
+/// (instead of all being `Builtins_InterpreterEntryTrampoline`).
+pub const INTERPRETED_FRAMES: &str = "--interpreted-frames-native-stack";
 /// Bytes of a script read to find its `#!` line.
 const SHEBANG_MAX: usize = 256;
 
@@ -61,7 +66,7 @@ impl Interpreter {
                 "memcollect: set {PYTHONMALLOC}=malloc so that Python objects are seen; --no-interpreter-env to disable"
             ),
             Interpreter::Node => format!(
-                "memcollect: added {PERF_BASIC_PROF} to {NODE_OPTIONS} so that JavaScript functions are named; --no-interpreter-env to disable"
+                "memcollect: added {PERF_BASIC_PROF} {INTERPRETED_FRAMES} to {NODE_OPTIONS} so that JavaScript functions are named; --no-interpreter-env to disable"
             ),
         }
     }
@@ -102,22 +107,27 @@ pub fn recognise(command: &OsStr, program: &Path) -> Option<Interpreter> {
         .or_else(|| shebang_interpreter(program))
 }
 
-/// `NODE_OPTIONS` with `--perf-basic-prof` appended, or `None` when it is
-/// already there.
+/// `NODE_OPTIONS` with `--perf-basic-prof --interpreted-frames-native-stack`
+/// appended, or `None` when a `--perf-basic-prof` option is already there.
 pub fn node_options(existing: Option<&OsStr>) -> Option<OsString> {
     let existing = existing.map(|v| v.to_string_lossy().into_owned());
     let existing = existing.as_deref().unwrap_or("").trim();
     if existing
         .split_whitespace()
-        .any(|o| o == PERF_BASIC_PROF || o.starts_with("--perf-basic-prof"))
+        .any(|o| o.starts_with(PERF_BASIC_PROF))
     {
         return None;
     }
-    Some(if existing.is_empty() {
-        OsString::from(PERF_BASIC_PROF)
-    } else {
-        OsString::from(format!("{existing} {PERF_BASIC_PROF}"))
-    })
+    let mut value = existing.to_owned();
+    for option in [PERF_BASIC_PROF, INTERPRETED_FRAMES] {
+        if !existing.split_whitespace().any(|o| o == option) {
+            if !value.is_empty() {
+                value.push(' ');
+            }
+            value.push_str(option);
+        }
+    }
+    Some(OsString::from(value))
 }
 
 /// What [`apply`] set, to announce it and clean up after the run.
@@ -215,10 +225,13 @@ mod tests {
 
     #[test]
     fn node_options_are_appended_once() {
-        assert_eq!(node_options(None).unwrap(), "--perf-basic-prof");
+        assert_eq!(
+            node_options(None).unwrap(),
+            "--perf-basic-prof --interpreted-frames-native-stack"
+        );
         assert_eq!(
             node_options(Some(OsStr::new("--max-old-space-size=64"))).unwrap(),
-            "--max-old-space-size=64 --perf-basic-prof"
+            "--max-old-space-size=64 --perf-basic-prof --interpreted-frames-native-stack"
         );
         assert!(node_options(Some(OsStr::new("--perf-basic-prof-only-functions"))).is_none());
     }
