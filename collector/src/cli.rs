@@ -68,6 +68,13 @@ pub struct OutputArgs {
     /// Sum memory by user categories from FILE (lines like `Cache = function:lru_* | module:libcache.so`).
     #[arg(long, value_name = "FILE")]
     pub categories: Option<PathBuf>,
+    /// Also sum every site by the function, source file or module it is
+    /// attributed to (its first frame outside the C/C++ runtime and the
+    /// allocation wrappers: malloc, operator new, strdup, libc, libstdc++...),
+    /// so that an allocation reached by many paths adds up; the --top largest
+    /// groups are listed (JSON: `group_by`, `groups`).
+    #[arg(long, value_enum, value_name = "BY")]
+    pub group: Option<crate::analysis::grouping::GroupBy>,
 }
 
 /// Leak checking and gates, shared by `run` and `report`.

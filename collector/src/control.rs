@@ -52,6 +52,9 @@ pub struct Request {
     /// What to do (a report by default).
     #[serde(default)]
     pub action: Action,
+    /// Sum the sites by function, file or module (`--group`).
+    #[serde(default)]
+    pub group: Option<crate::analysis::grouping::GroupBy>,
 }
 
 /// What a request asks the collector to do; every action replies with a report.
@@ -137,6 +140,7 @@ pub fn serve<S: Read + Write>(
         pid: request.pid,
         categories: request.categories.map(Arc::new),
         suppressions: request.suppressions.map(Arc::new),
+        group: request.group,
     };
     let reply = match request.action {
         Action::Report => Reply::Report(build_report(registry, cache, &options)),

@@ -34,6 +34,7 @@ pub fn report(args: ReportArgs) -> Result<i32, Failure> {
             &Request {
                 categories,
                 suppressions: suppressions.as_deref().cloned(),
+                group: args.output.group,
                 ..Request::report(args.output.top, args.pid)
             },
         )?
@@ -45,6 +46,7 @@ pub fn report(args: ReportArgs) -> Result<i32, Failure> {
                 pid: args.pid,
                 categories: categories.map(Arc::new),
                 suppressions,
+                group: args.output.group,
             },
         )?
     };

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::analysis::attribution::{attributed_frame, attributed_module, describe};
 use crate::analysis::categories::{Categories, UNCATEGORIZED};
+use crate::analysis::grouping::{GroupBy, Grouper};
 use crate::leakcheck::suppressions::{Kinds, Suppressions};
 use crate::registry::Registry;
 use crate::state::modules::ModuleMap;
@@ -34,6 +35,8 @@ pub struct ReportOptions {
     pub categories: Option<Arc<Categories>>,
     /// Leak suppressions (user files and the default set), if any.
     pub suppressions: Option<Arc<Suppressions>>,
+    /// Sum every site by function, file or module (`--group`).
+    pub group: Option<GroupBy>,
 }
 
 impl ReportOptions {
@@ -44,6 +47,7 @@ impl ReportOptions {
             pid,
             categories: None,
             suppressions: None,
+            group: None,
         }
     }
 }
@@ -89,7 +93,7 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
                     &session,
                     options.top,
                     now_ns,
-                    options.categories.is_some(),
+                    options.categories.is_some() || options.group.is_some(),
                     watched,
                 ),
             ))
@@ -105,6 +109,7 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
                 &mut symbolizer,
                 options.categories.as_deref(),
                 options.suppressions.as_deref(),
+                options.group,
                 options.top,
             )
         })
@@ -183,6 +188,7 @@ fn finish(
     symbolizer: &mut Symbolizer<'_>,
     categories: Option<&Categories>,
     suppressions: Option<&Suppressions>,
+    group: Option<GroupBy>,
     top: usize,
 ) -> ProcessReport {
     let ProcessDraft {
@@ -247,11 +253,18 @@ fn finish(
         .iter_mut()
         .for_each(|w| fill(&mut w.site));
     let mut site_category: HashMap<String, String> = HashMap::new();
-    if let Some(categories) = categories {
+    let mut grouper = group.map(Grouper::new);
+    if categories.is_some() || grouper.is_some() {
         let mut groups: HashMap<String, Usage> = HashMap::new();
         for (stack, usage) in all_sites {
             let frames =
                 stack.map_or_else(Vec::new, |st| symbolizer.stack(Some(pid), &modules, &st));
+            if let Some(g) = grouper.as_mut() {
+                g.add(&frames, &usage);
+            }
+            let Some(categories) = categories else {
+                continue;
+            };
             let name = categories.classify(&frames).unwrap_or(UNCATEGORIZED);
             site_category.insert(usage.name.clone(), name.to_owned());
             let g = groups.entry(name.to_owned()).or_insert_with(|| Usage {
@@ -265,10 +278,14 @@ fn finish(
             g.live_blocks += usage.live_blocks;
             g.peak_bytes += usage.peak_bytes;
         }
-        let mut groups: Vec<Usage> = groups.into_values().collect();
-        sort_usage(&mut groups);
-        report.categories = groups;
+        if categories.is_some() {
+            let mut groups: Vec<Usage> = groups.into_values().collect();
+            sort_usage(&mut groups);
+            report.categories = groups;
+        }
     }
+    report.group_by = group;
+    report.groups = grouper.map_or_else(Vec::new, |g| g.finish(top));
     let mut symbolize = |sites: Vec<SiteDraft>| -> Vec<SiteReport> {
         sites
             .into_iter()
@@ -453,6 +470,8 @@ fn draft(
         allocation_rate: analysis.rate,
         by_module: analysis.by_module,
         categories: Vec::new(),
+        group_by: None,
+        groups: Vec::new(),
     };
     ProcessDraft {
         report,

@@ -112,6 +112,13 @@ pub struct ProcessReport {
     /// Memory by user category (`--categories FILE`), empty without one.
     #[serde(default)]
     pub categories: Vec<Usage>,
+    /// What `groups` are grouped by (`--group`), if asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<crate::analysis::grouping::GroupBy>,
+    /// Every site summed by its attributed function, source file or module
+    /// (`--group`), the top `--top` groups; empty without `--group`.
+    #[serde(default)]
+    pub groups: Vec<crate::analysis::grouping::Group>,
 }
 
 /// Whole-process counters.

@@ -347,7 +347,47 @@ fn process(out: &mut String, p: &ProcessReport) {
             site(out, i + 1, s, SiteFocus::Allocated);
         }
     }
+    groups(out, p);
     out.push('\n');
+}
+
+/// `--group`: the top groups, most live bytes first, then most allocated.
+fn groups(out: &mut String, p: &ProcessReport) {
+    let Some(by) = p.group_by else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\n  Top {} {} by live bytes, then bytes allocated (all sites summed by attributed frame)",
+        p.groups.len(),
+        by.plural()
+    );
+    for (i, g) in p.groups.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  #{:<3} {} allocated in {}, {} live in {}, {} at peak, {}",
+            i + 1,
+            size(g.bytes_allocated),
+            plural(g.alloc_calls, "call"),
+            size(g.live_bytes),
+            plural(g.live_blocks, "block"),
+            size(g.peak_bytes),
+            plural(g.sites, "site"),
+        );
+        match &g.module {
+            Some(m) => {
+                let _ = writeln!(
+                    out,
+                    "         {} [{}]",
+                    g.key,
+                    crate::analysis::attribution::base_name(m)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "         {}", g.key);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

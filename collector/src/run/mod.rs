@@ -132,6 +132,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
             pid: None,
             categories,
             suppressions,
+            group: args.output.group,
         },
     );
     interpreter_env.after_run(&report);
