@@ -8,7 +8,6 @@ to plain. The table is printed and written to BENCHMARKS.md with the
 command lines that produced it. Nothing is installed: missing tools are named.
 """
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -27,10 +26,10 @@ def build_workloads(tmp):
     subprocess.run(["cc", "-O2", "-g", "-pthread", "-o", alloc, os.path.join(ROOT, "bench", "alloc.c")], check=True)
     demo_src = os.path.join(ROOT, "examples", "demo.c")
     workloads = [
-        ("C alloc, small, 1 thread", [alloc, "small", "1", "2000000"]),
-        ("C alloc, small, 2 threads", [alloc, "small", "2", "1000000"]),
-        ("C alloc, mixed sizes", [alloc, "mixed", "1", "1000000"]),
-        ("C alloc, realloc growth", [alloc, "realloc", "1", "300000"]),
+        ("C alloc, small, 1 thread", [alloc, "small", "1", "4000000"]),
+        ("C alloc, small, 2 threads", [alloc, "small", "2", "2000000"]),
+        ("C alloc, mixed sizes", [alloc, "mixed", "1", "2000000"]),
+        ("C alloc, realloc growth", [alloc, "realloc", "1", "1000000"]),
         ("python3 (dicts, json)", [sys.executable, "-c",
             "import json\nd={str(i):[i]*8 for i in range(200000)}\ns=json.dumps(d)\nprint(len(json.loads(s)))"]),
         ("gcc -O2 -c demo.c", ["gcc", "-O2", "-c", demo_src, "-o", os.path.join(tmp, "demo.o")]),
@@ -64,10 +63,14 @@ def collector_figures():
         ingest = events / (time.perf_counter() - start)
         live_trace = os.path.join(tmp, "live.mst")
         subprocess.run([live], env=dict(env, MEMSHIM_OUTPUT=live_trace), check=True)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run([MEMCOLLECT, "report", "--output", os.devnull, live_trace], check=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        per_block = max(after, before) * 1024 / 1_000_000
+        # Peak RSS of the collector alone: measured in a child of its own.
+        peak_kb = subprocess.run(
+            [sys.executable, "-c",
+             "import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True);"
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+             MEMCOLLECT, "report", "--output", os.devnull, live_trace],
+            check=True, capture_output=True, text=True).stdout.split()[-1]
+        per_block = int(peak_kb) * 1024 / 1_000_000
     return "\n".join([
         "| collector figure | value |",
         "|---|---|",
@@ -84,10 +87,24 @@ def main():
     if not heaptrack:
         print("bench: heaptrack is not installed (apt-get install heaptrack); its column is left out")
     with tempfile.TemporaryDirectory() as tmp:
+        # Sampled mode as a service runs it: the shim preloaded, streaming to a
+        # `memcollect serve` that is already up (no per-run collector start-up
+        # or report). Exact mode through `memcollect run`, collector and report
+        # included. `--no-interpreter-env`: no PYTHONMALLOC=malloc, so that
+        # python3 allocates the same way under every tool.
+        sock = os.path.join(tmp, "serve.sock")
+        server = subprocess.Popen([MEMCOLLECT, "serve", "--socket", sock],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        sampled_env = ["env", f"LD_PRELOAD={os.path.join(RELEASE, 'libmemshim.so')}",
+                       f"MEMSHIM_SOCKET={sock}", "MEMSHIM_SAMPLE_BYTES=524288"]
         modes = [
             ("plain", lambda c: c),
-            ("memshim sampled 512 KiB", lambda c: [MEMCOLLECT, "run", "--sample-bytes", "524288", "--output", os.devnull, "--"] + c),
-            ("memshim exact", lambda c: [MEMCOLLECT, "run", "--output", os.devnull, "--"] + c),
+            ("memshim sampled 512 KiB (serve)", lambda c: sampled_env + c),
+            ("memshim exact (run)", lambda c: [MEMCOLLECT, "run", "--no-interpreter-env", "--output", os.devnull, "--"] + c),
         ]
         if heaptrack:
             modes.append(("heaptrack", lambda c: [heaptrack, "-o", os.path.join(tmp, "ht"), "--"] + c))
@@ -100,6 +117,8 @@ def main():
             medians = {m: statistics.median(t) for m, t in times.items()}
             rows.append((name, cmd, medians))
             print(f"{name:32} " + "  ".join(f"{m}: {medians[m]*1000:8.1f} ms" for m, _ in modes), flush=True)
+        server.terminate()
+        server.wait()
     header = "| workload | plain | " + " | ".join(m for m, _ in modes[1:]) + " |"
     lines = [header, "|" + "---|" * (len(modes) + 1)]
     for name, _, med in rows:
@@ -114,8 +133,11 @@ def main():
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as out:
         out.write("# Benchmarks\n\nProduced by `make bench` (bench/run.py): median wall time of "
                   f"{RUNS} interleaved runs per mode on this machine ({os.cpu_count()} cores), "
-                  "ratio to the plain run in parentheses. memshim runs in exact mode (every call, "
-                  "full stacks) through `memcollect run`, collector included.\n\n")
+                  "ratio to the plain run in parentheses. *Sampled*: the shim preloaded with "
+                  "MEMSHIM_SAMPLE_BYTES=524288, streaming to an already running `memcollect serve`. "
+                  "*Exact*: every call with its full stack, through `memcollect run` (collector, "
+                  "exit leak scan, symbolized report included). heaptrack: `heaptrack -o FILE -- CMD`, "
+                  "its recording and interpretation included.\n\n")
         out.write(table + "\n\n" + collector + "\n\nCommands:\n\n")
         for name, cmd, _ in rows:
             out.write(f"- {name}: `{' '.join(cmd)}`\n")

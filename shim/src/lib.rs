@@ -35,6 +35,7 @@ mod stack;
 mod thread_state;
 mod threads;
 mod unwind;
+mod wake;
 mod watcher;
 
 #[global_allocator]

@@ -15,8 +15,8 @@ use crate::clock;
 use crate::sender;
 use crate::stack::MAX_FRAMES;
 
-const EVENT_CAPACITY: usize = 1 << 16;
-const STACK_CAPACITY: usize = 1 << 10;
+const EVENT_CAPACITY: usize = 1 << 14;
+const STACK_CAPACITY: usize = 1 << 8;
 
 /// What a [`RawEvent`] records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

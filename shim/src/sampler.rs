@@ -28,6 +28,11 @@ pub fn configure(mean: u64, seed: u64) {
     SEED.store(seed, Ordering::Relaxed);
 }
 
+/// Whether sampling is on.
+pub fn enabled() -> bool {
+    MEAN.load(Ordering::Relaxed) != 0
+}
+
 /// Whether an allocation of `size` bytes is to be recorded.
 #[inline(always)]
 pub fn sample(size: usize) -> bool {

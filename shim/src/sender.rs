@@ -20,6 +20,7 @@ use memshim_proto::{
 use crate::clock;
 use crate::modules::ModuleTracker;
 use crate::queue::{self, Channel, RawEvent, RawKind};
+use crate::wake::Doorbell;
 use crate::{threads, watcher};
 
 const NONE: u8 = 0;
@@ -29,6 +30,8 @@ const DEAD: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(NONE);
 static FLUSH_REQUESTED: AtomicU64 = AtomicU64::new(0);
 static FLUSHED: AtomicU64 = AtomicU64::new(0);
+/// Rung by `flush` so that the sender does not sleep out its idle period.
+static DOORBELL: Doorbell = Doorbell::new();
 /// A duplicate of the collector socket, for reading its replies (-1: none).
 static REPLY_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -154,7 +157,7 @@ fn run(mut sink: Sink, mut encoder: Encoder) {
         if ch.events.is_empty() && ch.stacks.is_empty() {
             FLUSHED.store(flush_request, Ordering::Release);
             if idle {
-                std::thread::sleep(IDLE_SLEEP);
+                DOORBELL.sleep(IDLE_SLEEP);
             }
         }
     }
@@ -289,6 +292,7 @@ pub fn flush(timeout: Duration) {
         return;
     }
     let request = FLUSH_REQUESTED.fetch_add(1, Ordering::AcqRel) + 1;
+    DOORBELL.ring();
     let deadline = clock::monotonic_ns() + timeout.as_nanos() as u64;
     while FLUSHED.load(Ordering::Acquire) < request && is_live() && clock::monotonic_ns() < deadline
     {

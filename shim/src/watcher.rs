@@ -15,12 +15,15 @@ use crate::clock;
 use crate::modules::ModuleTracker;
 use crate::queue;
 use crate::sender;
+use crate::wake::Doorbell;
 
 const POLL: Duration = Duration::from_millis(10);
 const TICK: Duration = Duration::from_millis(1);
 
 static SCAN_REQUESTED: AtomicU64 = AtomicU64::new(0);
 static SCAN_DONE: AtomicU64 = AtomicU64::new(0);
+/// Rung by `rescan` so that the watcher looks at once.
+static DOORBELL: Doorbell = Doorbell::new();
 
 /// Starts the watcher with the modules the stream has announced so far.
 pub fn start(tracker: ModuleTracker) -> bool {
@@ -36,7 +39,7 @@ fn run(mut tracker: ModuleTracker) {
             announce(&mut tracker);
             SCAN_DONE.store(request, Ordering::Release);
         }
-        std::thread::sleep(TICK);
+        DOORBELL.sleep(TICK);
         waited += TICK;
     }
 }
@@ -59,6 +62,7 @@ fn announce(tracker: &mut ModuleTracker) {
 /// (the loader lock may be held for longer by a thread of the program).
 pub fn rescan(timeout: Duration) {
     let request = SCAN_REQUESTED.fetch_add(1, Ordering::AcqRel) + 1;
+    DOORBELL.ring();
     let deadline = clock::monotonic_ns() + timeout.as_nanos() as u64;
     while SCAN_DONE.load(Ordering::Acquire) < request
         && sender::is_live()

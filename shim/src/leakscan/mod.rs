@@ -23,14 +23,19 @@ use memshim_proto::framing::read_message;
 use memshim_proto::{Event, LeakScan, LiveSet};
 
 use crate::thread_state::Guard;
-use crate::{clock, queue, recorder, sender, unwind};
+use crate::{clock, queue, recorder, sampler, sender, unwind};
 
 /// How long to wait for the collector's live set.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the scan if the stream goes to a collector; `entry_sp` is the stack
-/// pointer where the shim was entered (the frames below it are the shim's).
+/// Runs the scan if the stream goes to a collector and every call was
+/// recorded (a sampled live set cannot be classified block by block);
+/// `entry_sp` is the stack pointer where the shim was entered (the frames
+/// below it are the shim's).
 pub fn run(entry_sp: u64, flush_timeout: Duration) {
+    if sampler::enabled() {
+        return;
+    }
     let Some(fd) = sender::reply_fd() else { return };
     if !recorder::scan_request() {
         return;
