@@ -116,13 +116,7 @@ mod tests {
     use super::*;
 
     fn frame(function: &str, module: &str) -> Frame {
-        Frame {
-            function: function.into(),
-            file: None,
-            line: None,
-            module: Some(module.into()),
-            address: "0x1".into(),
-        }
+        Frame::for_test(function, module)
     }
 
     #[test]

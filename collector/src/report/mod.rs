@@ -316,3 +316,17 @@ pub struct Frame {
     /// The return address, in hex.
     pub address: String,
 }
+
+#[cfg(test)]
+impl Frame {
+    /// A frame of `function` in `module`, without file or line, for tests.
+    pub(crate) fn for_test(function: &str, module: &str) -> Frame {
+        Frame {
+            function: function.into(),
+            file: None,
+            line: None,
+            module: Some(module.into()),
+            address: "0x1".into(),
+        }
+    }
+}

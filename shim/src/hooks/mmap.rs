@@ -31,6 +31,31 @@ fn recorded(p: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int) -
     p
 }
 
+type MmapFn = unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void;
+
+/// The body of both `mmap` hooks: the real function `which` picks, recorded.
+#[inline(always)]
+unsafe fn hooked_mmap(
+    which: fn(&real::RealFns) -> MmapFn,
+    addr: *mut c_void,
+    len: size_t,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: off_t,
+) -> *mut c_void {
+    match real::get() {
+        Some(real) => recorded(
+            which(real)(addr, len, prot, flags, fd, off),
+            len,
+            prot,
+            flags,
+            fd,
+        ),
+        None => raw_mmap(addr, len, prot, flags, fd, off),
+    }
+}
+
 /// Interposed `mmap(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn mmap(
@@ -41,16 +66,7 @@ pub unsafe extern "C" fn mmap(
     fd: c_int,
     off: off_t,
 ) -> *mut c_void {
-    match real::get() {
-        Some(real) => recorded(
-            (real.mmap)(addr, len, prot, flags, fd, off),
-            len,
-            prot,
-            flags,
-            fd,
-        ),
-        None => raw_mmap(addr, len, prot, flags, fd, off),
-    }
+    hooked_mmap(|r| r.mmap, addr, len, prot, flags, fd, off)
 }
 
 /// Interposed `mmap64(2)` (the same call on 64-bit systems).
@@ -63,16 +79,7 @@ pub unsafe extern "C" fn mmap64(
     fd: c_int,
     off: off_t,
 ) -> *mut c_void {
-    match real::get() {
-        Some(real) => recorded(
-            (real.mmap64)(addr, len, prot, flags, fd, off),
-            len,
-            prot,
-            flags,
-            fd,
-        ),
-        None => raw_mmap(addr, len, prot, flags, fd, off),
-    }
+    hooked_mmap(|r| r.mmap64, addr, len, prot, flags, fd, off)
 }
 
 /// Interposed `munmap(2)`: recorded before the real call (the range may be
