@@ -176,6 +176,9 @@ def main():
     print("\n" + table)
     collector = collector_figures()
     print("\n" + collector)
+    unwind = subprocess.run(["sh", os.path.join(ROOT, "bench", "unwind.sh")],
+                            check=True, capture_output=True, text=True).stdout
+    print("\n" + unwind)
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as out:
         out.write("# Benchmarks\n\nProduced by `make bench` (bench/run.py): median wall time of "
                   f"{RUNS} interleaved runs per mode on this machine ({os.cpu_count()} cores), "
@@ -184,7 +187,11 @@ def main():
                   "*Exact*: every call with its full stack, through `memcollect run` (collector, "
                   "exit leak scan, symbolized report included). heaptrack: `heaptrack -o FILE -- CMD`, "
                   "its recording and interpretation included.\n\n")
-        out.write(table + "\n\n" + collector + "\n\nCommands:\n\n")
+        out.write(table + "\n\n" + collector + "\n\n")
+        out.write("Stack capture (bench/unwind.sh): ns per malloc+free pair at a call depth, "
+                  "plain and under the shim (exact mode, stacks to 128 frames, trace file), "
+                  "for code built without (`nofp`) and with (`fp`) frame pointers.\n\n```text\n"
+                  + unwind + "```\n\nCommands:\n\n")
         for name, cmd, _ in rows:
             out.write(f"- {name}: `{' '.join(cmd)}`\n")
 
