@@ -12,51 +12,10 @@ use memshim_collector::registry::Registry;
 use memshim_collector::server::Server;
 use memshim_collector::state::Exit;
 use memshim_collector::symbolize::SymbolCache;
-use memshim_proto::{Alloc, AllocKind, End, EndReason, Event, FrameWriter, Free, Hello, StackDef};
+use memshim_proto::{Event, FrameWriter, StackDef};
 
-fn hello(pid: u32, forked_from: Option<u32>, start_ms: u64) -> Event {
-    Event::Hello(Hello {
-        pid,
-        ppid: 1,
-        forked_from,
-        exe: "/bin/synthetic".into(),
-        argv: vec!["synthetic".into(), pid.to_string()],
-        start_unix_ns: start_ms * 1_000_000,
-        start_mono_ns: 0,
-        sample_bytes: 0,
-        stack_depth: 64,
-        shim_version: "test".into(),
-    })
-}
-
-fn malloc(ts: u64, addr: u64, size: u64, stack: u64) -> Event {
-    Event::Alloc(Alloc {
-        ts,
-        tid: 1,
-        addr,
-        size,
-        usable_size: size,
-        stack,
-        kind: AllocKind::Malloc,
-    })
-}
-
-fn free(ts: u64, addr: u64) -> Event {
-    Event::Free(Free {
-        ts,
-        tid: 1,
-        addr,
-        realloc: false,
-    })
-}
-
-fn end(ts: u64, code: i32) -> Event {
-    Event::End(End {
-        ts,
-        reason: EndReason::Exit(code),
-        lost_events: 0,
-    })
-}
+mod common;
+use common::{end, free, hello, malloc};
 
 fn stream(socket: &std::path::Path, batches: &[Vec<Event>]) {
     let conn = UnixStream::connect(socket).unwrap();

@@ -11,33 +11,13 @@ use memshim_collector::control::{query, Action, Request};
 use memshim_collector::registry::Registry;
 use memshim_collector::server::Server;
 use memshim_collector::symbolize::SymbolCache;
-use memshim_proto::{Alloc, AllocKind, Event, FrameWriter, Hello};
+use memshim_proto::FrameWriter;
 
-fn hello(pid: u32) -> Event {
-    Event::Hello(Hello {
-        pid,
-        ppid: 1,
-        forked_from: None,
-        exe: "/bin/synthetic".into(),
-        argv: vec!["synthetic".into()],
-        start_unix_ns: 1_000_000,
-        start_mono_ns: 0,
-        sample_bytes: 0,
-        stack_depth: 64,
-        shim_version: "test".into(),
-    })
-}
+mod common;
+use common::malloc;
 
-fn malloc(ts: u64, addr: u64, size: u64, stack: u64) -> Event {
-    Event::Alloc(Alloc {
-        ts,
-        tid: 1,
-        addr,
-        size,
-        usable_size: size,
-        stack,
-        kind: AllocKind::Malloc,
-    })
+fn hello(pid: u32) -> memshim_proto::Event {
+    common::hello(pid, None, 1)
 }
 
 fn snapshot(socket: &std::path::Path, name: &str) -> Result<(), String> {
