@@ -143,9 +143,10 @@ fn collector_killed_mid_run() {
     );
     std::thread::sleep(Duration::from_millis(300));
     if !w.running() {
-        skip_notice(
-            "part of collector_killed_mid_run",
-            "the worker ended before the collector was killed",
+        // Timing, not a missing tool: say so, but do not fail a slow machine.
+        eprintln!(
+            "NOTICE: skipping part of collector_killed_mid_run: \
+             the worker ended before the collector was killed"
         );
     }
     let mut c = collector.run.take().unwrap();
