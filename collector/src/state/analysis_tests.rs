@@ -64,6 +64,32 @@ fn temporary_needs_no_allocation_in_between_on_the_same_thread() {
 }
 
 #[test]
+fn temporary_is_the_allocating_threads_own_latest_block() {
+    let s = run(vec![
+        alloc(MS, 1, 0x10, 8, 1, AllocKind::Malloc),
+        free(2 * MS, 2, 0x10, false), // freed by another thread
+        alloc(3 * MS, 1, 0x20, 8, 2, AllocKind::Malloc),
+        free(4 * MS, 1, 0x20, true), // a realloc that fails: the block stays
+        Event::ReallocFailed {
+            ts: 5 * MS,
+            tid: 1,
+            addr: 0x20,
+        },
+        free(6 * MS, 1, 0x20, false), // still thread 1's latest: temporary
+        alloc(7 * MS, 1, 0x30, 8, 3, AllocKind::Malloc),
+        free(8 * MS, 2, 0x30, true), // thread 2 moves it by realloc
+        alloc(9 * MS, 2, 0x40, 8, 3, AllocKind::Realloc),
+        alloc(10 * MS, 3, 0x30, 8, 4, AllocKind::Malloc),
+        free(11 * MS, 1, 0x30, false), // thread 3's block now
+    ]);
+    let sites = s.heap().sites();
+    assert_eq!(sites[&1].temporary, 0);
+    assert_eq!(sites[&2].temporary, 1);
+    assert_eq!(sites[&3].temporary, 0);
+    assert_eq!(sites[&4].temporary, 0);
+}
+
+#[test]
 fn realloc_chains_are_counted_on_the_realloc_site() {
     let mut ev = vec![malloc(1, 0x100, 16, 1)];
     let mut addr = 0x100;

@@ -26,8 +26,6 @@ pub struct LiveBlock {
     pub stack: StackId,
     /// Nanoseconds since process start at allocation.
     pub ts: u64,
-    /// Allocating thread.
-    pub tid: u32,
     /// Number of `realloc`s this block went through (0 for a fresh block).
     pub chain: u32,
 }
@@ -249,7 +247,6 @@ mod tests {
             usable: size + 8,
             stack,
             ts,
-            tid: 1,
             chain: 0,
         }
     }

@@ -81,7 +81,6 @@ mod tests {
             usable: size,
             stack: 1,
             ts: 0,
-            tid: 1,
             chain: 0,
         }
     }

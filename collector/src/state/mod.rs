@@ -2,6 +2,7 @@
 //!
 //! * [`session`]: one process image: counters, lifecycle, events applied in order.
 //! * [`heap`]: the live set, the allocation sites and the process peak.
+//! * [`latest`]: each thread's latest allocation, to tell temporary blocks.
 //! * [`leaks`]: leak classes of the blocks live at exit, from the shim's scan.
 //! * [`sampling`]: unbiased estimates, with uncertainty, from a sampled stream.
 //! * [`mmaps`]: mapped ranges.
@@ -12,6 +13,7 @@
 pub mod distribution;
 pub mod heap;
 pub mod histogram;
+pub mod latest;
 pub mod leaks;
 pub mod mmaps;
 pub mod modules;

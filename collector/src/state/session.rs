@@ -11,16 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::distribution::Distribution;
 use super::heap::{Heap, LiveBlock, SHORT_LIVED_MS};
 use super::histogram::Log2Histogram;
+use super::latest::LatestAllocs;
 use super::leaks::LeakScanState;
 use super::mmaps::Mappings;
 use super::modules::ModuleMap;
 use super::rate::RateSeries;
 use super::series::TICK_NS;
 use super::timeline::{Sample, Timeline};
-
-/// Threads whose latest allocation is remembered (to spot temporary blocks);
-/// beyond this the memory is reset.
-const MAX_TRACKED_THREADS: usize = 4096;
 
 /// How a process (image) ended, as reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +117,7 @@ pub struct Session {
     rate: RateSeries,
     sizes: (Log2Histogram, Distribution),
     lifetimes: (Log2Histogram, Distribution),
-    last_alloc: HashMap<u32, u64>,
+    latest: LatestAllocs,
     next_tick_ns: u64,
     end: Option<EndReason>,
     closed: bool,
@@ -147,7 +144,7 @@ impl Session {
             rate: RateSeries::default(),
             sizes: Default::default(),
             lifetimes: Default::default(),
-            last_alloc: HashMap::default(),
+            latest: LatestAllocs::default(),
             next_tick_ns: 0,
             end: None,
             closed: false,
@@ -337,10 +334,7 @@ impl Session {
         self.rate.record(a.ts, a.size);
         self.sizes.0.record(a.size);
         self.sizes.1.record(a.size);
-        if self.last_alloc.len() >= MAX_TRACKED_THREADS && !self.last_alloc.contains_key(&a.tid) {
-            self.last_alloc.clear();
-        }
-        self.last_alloc.insert(a.tid, a.addr);
+        self.latest.allocated(a.tid, a.addr);
         let c = &mut self.counters;
         if a.kind == AllocKind::Realloc {
             c.realloc_calls += 1;
@@ -363,7 +357,6 @@ impl Session {
             usable: a.usable_size,
             stack: a.stack,
             ts: a.ts,
-            tid: a.tid,
             chain,
         };
         if self.heap.insert(a.addr, block).is_some() {
@@ -393,7 +386,7 @@ impl Session {
                 },
             );
         } else {
-            if block.tid == f.tid && self.last_alloc.get(&f.tid) == Some(&f.addr) {
+            if self.latest.freed(f.tid, f.addr) {
                 self.heap.site_mut(block.stack).temporary += 1;
             }
             self.record_lifetime(&block, f.ts);
