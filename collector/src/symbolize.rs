@@ -6,8 +6,11 @@
 //!
 //! Addresses outside every module are looked up in the process's
 //! `/tmp/perf-PID.map` ([`perfmap`]), read once per pid (again when it grew).
+//! Python frames are named from the code objects the process described
+//! ([`python`]).
 
 pub mod perfmap;
+pub mod python;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized};
-use memshim_proto::Module;
+use memshim_proto::{Module, PythonFrame};
 
 use crate::report::Frame;
 use crate::state::modules::ModuleMap;
@@ -85,6 +88,10 @@ impl<'c> Symbolizer<'c> {
     ) -> Vec<Frame> {
         let mut frames = Vec::with_capacity(addresses.len());
         for &addr in addresses {
+            if let Some(py) = PythonFrame::decode(addr) {
+                frames.push(python::frame(py, modules.python_code(py.code)));
+                continue;
+            }
             // A return address points after the call: look up the call itself.
             let pc = addr.saturating_sub(1);
             let address = format!("{addr:#x}");

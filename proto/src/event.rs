@@ -34,6 +34,8 @@ pub enum Event {
     },
     /// The frames of an interned stack.
     Stack(StackDef),
+    /// A CPython code object that Python frames of stacks refer to.
+    PythonCode(crate::python::PythonCode),
     /// A heap block was returned to the program.
     Alloc(Alloc),
     /// A heap block is about to be released.
@@ -142,6 +144,7 @@ pub struct StackDef {
     /// Return addresses, innermost first. The first frame is the return address
     /// into the caller of the allocation function (the shim's own frames are
     /// never included). Symbolize each at `address - 1` to land inside the call.
+    /// Entries with bit 63 set are Python frames ([`crate::PythonFrame`]).
     pub frames: Vec<u64>,
 }
 

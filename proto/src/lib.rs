@@ -3,6 +3,7 @@
 //! * [`event`]: what a profiled process says (allocations, frees, stacks, modules).
 //! * [`framing`]: how it is said (a versioned header, then length-prefixed
 //!   bincode batches), identical on the socket and in trace files.
+//! * [`python`]: Python frames carried inside native stacks.
 //! * [`paths`]: the environment variables and default socket location both
 //!   sides agree on.
 //!
@@ -13,8 +14,10 @@
 pub mod event;
 pub mod framing;
 pub mod paths;
+pub mod python;
 pub mod wire;
 
 pub use event::*;
 pub use framing::{FrameError, FrameReader, FrameWriter, PROTOCOL_VERSION, STREAM_MAGIC};
+pub use python::{PythonCode, PythonFrame};
 pub use wire::{Decoder, Encoder};

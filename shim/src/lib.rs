@@ -9,7 +9,8 @@
 //! 1. A hook ([`hooks`]) calls the real function ([`real`]), then asks the
 //!    [`recorder`] to record it (a free is recorded *before* the real free).
 //! 2. The recorder takes this thread's reentrancy guard ([`thread_state`]),
-//!    captures and interns the stack ([`stack`]) and pushes a fixed-size event
+//!    captures and interns the stack ([`stack`], with Python frames put in
+//!    place by [`python`]) and pushes a fixed-size event
 //!    into a lock-free queue ([`queue`]).
 //! 3. One sender thread per process ([`sender`]) drains the queue, encodes
 //!    batches (`memshim-proto`) and writes them out, with the module map
@@ -26,6 +27,7 @@ mod hooks;
 mod leakscan;
 mod lifecycle;
 mod modules;
+mod python;
 mod queue;
 mod real;
 mod recorder;

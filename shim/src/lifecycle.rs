@@ -95,6 +95,7 @@ unsafe fn constructor() {
     libc::atexit(at_exit);
     let _guard = Guard::enter();
     start_stream(None);
+    crate::python::detect();
 }
 
 /// Starts a forked child's stream on its first recorded call.

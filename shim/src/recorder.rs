@@ -8,8 +8,11 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
+use memshim_proto::python::PYTHON_FRAME_TAG;
+
 use crate::clock;
 use crate::lifecycle;
+use crate::python;
 use crate::queue::{self, Channel, RawEvent, RawKind, StackRecord};
 use crate::real;
 use crate::sampler::{self, Membership, SampledSet};
@@ -93,21 +96,39 @@ fn begin() -> Option<Recording> {
 }
 
 /// Captures the caller's stack and returns its id, queueing its definition
-/// the first time this process sees it.
+/// the first time this process sees it. In a Python process the
+/// interpreter's frames are replaced by the Python functions they run.
 #[inline(always)]
 fn current_stack(rec: &Recording) -> u64 {
-    let mut frames = std::mem::MaybeUninit::<Frames>::uninit();
-    // SAFETY: `capture` sets `len` and writes `ips[..len]` before anything reads them.
-    let frames = unsafe {
-        let f = frames.as_mut_ptr();
+    let mut native = std::mem::MaybeUninit::<Frames>::uninit();
+    // SAFETY: `capture` sets `len` and writes `ips[..len]` and `sps[..len]`
+    // before anything reads them.
+    let native = unsafe {
+        let f = native.as_mut_ptr();
         (*f).len = 0;
         stack::capture(DEPTH.load(Ordering::Relaxed), &mut *f);
         &*f
     };
-    let ips = &frames.ips[..frames.len];
-    let id = stack::stack_id(ips);
     // SAFETY: a published table is never freed.
     let seen = unsafe { SEEN.load(Ordering::Acquire).as_ref() };
+    let mut merged = std::mem::MaybeUninit::<Frames>::uninit();
+    let frames = if python::is_active() {
+        // SAFETY: `merge` sets `len` and the entries below it when it returns true.
+        unsafe {
+            let m = merged.as_mut_ptr();
+            (*m).len = 0;
+            let first_sight = |code: u64| seen.is_none_or(|s| s.insert(PYTHON_FRAME_TAG | code));
+            if python::merge(native, &mut *m, first_sight, rec.channel) {
+                &*m
+            } else {
+                native
+            }
+        }
+    } else {
+        native
+    };
+    let ips = &frames.ips[..frames.len];
+    let id = stack::stack_id(ips);
     if seen.is_none_or(|s| s.insert(id)) {
         let mut record = StackRecord {
             id,

@@ -18,6 +18,9 @@ pub const MAX_FRAMES: usize = MAX_STACK_DEPTH as usize;
 pub struct Frames {
     /// Return addresses, innermost first.
     pub ips: [u64; MAX_FRAMES],
+    /// Each frame's stack pointer (its lowest address), or 0 where the
+    /// unwinder cannot tell: frame `i` spans `sps[i]..sps[i + 1]`.
+    pub sps: [u64; MAX_FRAMES],
     /// How many of `ips` are valid.
     pub len: usize,
 }
@@ -78,6 +81,7 @@ fn capture_libgcc(depth: usize, out: &mut Frames) {
                 return false;
             }
             out.ips[out.len] = ip as u64;
+            out.sps[out.len] = 0;
             out.len += 1;
             out.len < depth
         });

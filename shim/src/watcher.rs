@@ -53,8 +53,13 @@ fn announce(tracker: &mut ModuleTracker) {
     for base in changes.unloaded {
         ch.rare.push(Event::ModuleUnloaded { ts, base });
     }
+    let loaded = !changes.loaded.is_empty();
     for module in changes.loaded {
         ch.rare.push(Event::Module(module));
+    }
+    if loaded {
+        // A `dlopen`ed interpreter (Python embedded in a plug-in).
+        crate::python::detect();
     }
 }
 

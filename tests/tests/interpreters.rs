@@ -1,24 +1,11 @@
 //! python3 and node under `memcollect run`: byte-identical stdout, the same
-//! exit code, and symbolized top sites that never point into the shim.
+//! exit code, and symbolized top sites that never point into the shim;
+//! Python 3.11's own frames named in place of the interpreter's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use memshim_tests::*;
-
-fn python() -> Option<PathBuf> {
-    if !have_command("python3") {
-        skip_notice("python test", "python3 is not installed");
-        return None;
-    }
-    // Resolve wrappers (e.g. pyenv's shim scripts) to the interpreter itself.
-    let out = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    p.is_file().then_some(p)
-}
 
 fn check_interpreter(
     interp: &std::path::Path,
@@ -104,7 +91,9 @@ fn check_interpreter(
 
 #[test]
 fn python_unchanged_and_symbolized() {
-    let Some(py) = python() else { return };
+    let Some(py) = leakcheck::real_python() else {
+        return;
+    };
     check_interpreter(&py, "script.py", 3, &["Py", "_Py"]);
 }
 
@@ -120,4 +109,144 @@ fn node_unchanged_and_symbolized() {
         0,
         &["node::", "v8::"],
     );
+}
+
+/// The CPython 3.11 interpreters of this machine: the one `python3` runs and
+/// Debian's (libpython linked into the executable), where present.
+fn pythons_311() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = leakcheck::real_python().into_iter().collect();
+    found.push(PathBuf::from("/usr/bin/python3.11"));
+    found.retain(|p| {
+        Command::new(p)
+            .args(["-c", "import sys; print(sys.version_info[:2] == (3, 11))"])
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"True"))
+    });
+    found.dedup_by(|a, b| std::fs::canonicalize(&*a).ok() == std::fs::canonicalize(&*b).ok());
+    found
+}
+
+/// The line of `script` that carries the comment `# {marker}`.
+fn marked_line(script: &str, marker: &str) -> i64 {
+    let tag = format!("# {marker}");
+    script
+        .lines()
+        .position(|l| l.trim_end().ends_with(&tag))
+        .unwrap_or_else(|| panic!("no line marked {tag}")) as i64
+        + 1
+}
+
+fn check_python_frames(py: &Path) {
+    let script_path = paths::programs_dir().join("py_sites.py");
+    let script = std::fs::read_to_string(&script_path).expect("py_sites.py");
+    let dir = programs::scratch();
+    let plain = run_plain(py, &[&script_path], dir.path());
+    let run = memcollect_run(py, &[&script_path], &["--top", "10"], dir.path());
+    assert_eq!(
+        run.output.status.code(),
+        Some(0),
+        "{}",
+        run.output.stderr_str()
+    );
+    assert!(
+        run.output.stdout == plain.stdout,
+        "stdout differs under memcollect"
+    );
+    let p = run
+        .processes
+        .iter()
+        .max_by_key(|p| p.totals.bytes_allocated)
+        .expect("a process");
+    let sites: Vec<report::Site> = p.json["sites_by_bytes_allocated"]
+        .as_array()
+        .expect("sites_by_bytes_allocated")
+        .iter()
+        .map(report::Site::from_json)
+        .collect();
+    // bytearray(n) asks for n + 1 bytes; each function makes 3.
+    for (function, size) in [
+        ("alpha", 100_001),
+        ("Store.beta", 200_001),
+        ("gamma", 300_001),
+    ] {
+        let site = sites
+            .iter()
+            .find(|s| {
+                s.frames
+                    .iter()
+                    .any(|f| f.function.as_deref() == Some(function))
+            })
+            .unwrap_or_else(|| {
+                let all: Vec<String> = sites.iter().map(|s| s.describe()).collect();
+                panic!(
+                    "{}: no site names {function}:\n{}",
+                    py.display(),
+                    all.join("\n")
+                )
+            });
+        assert_eq!(
+            (site.alloc_calls, site.bytes_allocated),
+            (3, 3 * size),
+            "{function}'s site"
+        );
+        let python: Vec<(&str, &str, i64)> = site
+            .frames
+            .iter()
+            .filter(|f| f.module.as_deref() == Some("[python]"))
+            .map(|f| {
+                (
+                    f.function.as_deref().unwrap_or("?"),
+                    f.file.as_deref().unwrap_or("?"),
+                    f.line.unwrap_or(-1),
+                )
+            })
+            .collect();
+        let file = script_path.to_str().unwrap();
+        assert_eq!(
+            python,
+            vec![
+                (
+                    function,
+                    file,
+                    marked_line(&script, &format!("site:{function}"))
+                ),
+                (
+                    "main",
+                    file,
+                    marked_line(&script, &format!("call:{function}"))
+                ),
+                ("<module>", file, marked_line(&script, "call:main")),
+            ],
+            "{}: Python frames of {function}'s site, innermost first",
+            py.display()
+        );
+        // In place of the interpreter's frames: native frames above, none between.
+        let first = site
+            .frames
+            .iter()
+            .position(|f| f.module.as_deref() == Some("[python]"));
+        assert!(
+            first.is_some_and(|i| i > 0),
+            "the allocating native frames come first"
+        );
+        assert!(
+            !site
+                .functions()
+                .iter()
+                .any(|f| f.starts_with("_PyEval_EvalFrameDefault")),
+            "an interpreter frame was left in place: {}",
+            site.describe()
+        );
+    }
+}
+
+#[test]
+fn python_311_frames_named_with_file_and_line() {
+    let pythons = pythons_311();
+    if pythons.is_empty() {
+        skip_notice("python frames test", "no CPython 3.11 interpreter");
+    }
+    for py in pythons {
+        check_python_frames(&py);
+    }
 }

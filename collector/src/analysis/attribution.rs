@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::report::Frame;
 use crate::state::modules::ModuleMap;
+use crate::symbolize::python::PYTHON_MODULE;
 
 /// File-name prefixes of the runtime libraries whose frames are skipped.
 const RUNTIME_MODULES: &[&str] = &[
@@ -62,13 +63,19 @@ pub fn is_wrapper_function(function: &str) -> bool {
     WRAPPER_FUNCTIONS.iter().any(|p| function.starts_with(p))
 }
 
-/// The frame a site is attributed to: the first frame outside the runtime
-/// modules and the wrappers; else the first frame.
+/// The frame a site is attributed to: in a stack with Python frames, the
+/// innermost of them (the line of the program that asked, as memray shows);
+/// else the first frame outside the runtime modules and the wrappers; else
+/// the first frame.
 pub fn attributed_frame(frames: &[Frame]) -> Option<&Frame> {
     frames
         .iter()
-        .find(|f| {
-            !is_wrapper_function(&f.function) && !f.module.as_deref().is_some_and(is_runtime_module)
+        .find(|f| f.module.as_deref() == Some(PYTHON_MODULE))
+        .or_else(|| {
+            frames.iter().find(|f| {
+                !is_wrapper_function(&f.function)
+                    && !f.module.as_deref().is_some_and(is_runtime_module)
+            })
         })
         .or_else(|| frames.first())
 }
@@ -106,7 +113,13 @@ pub fn describe(f: &Frame) -> String {
         }
     }
     if let Some(module) = &f.module {
-        text.push_str(&format!(" [{}]", base_name(module)));
+        // Pseudo-modules (`[python]`, `[jit]`) are bracketed already.
+        let base = base_name(module);
+        if base.starts_with('[') {
+            text.push_str(&format!(" {base}"));
+        } else {
+            text.push_str(&format!(" [{base}]"));
+        }
     }
     text
 }

@@ -7,11 +7,15 @@ use super::estimates::Figure;
 use super::text_analysis::{process_analysis, site_details};
 use super::units::{count, duration_ms, size, size_exact};
 use super::{Amount, Frame, Leaks, ProcessReport, Report, SiteReport};
+use crate::analysis::attribution::describe;
 use crate::leakcheck::select::is_helper;
 use crate::state::Exit;
+use crate::symbolize::python::PYTHON_MODULE;
 
 /// Frames shown per site.
 const FRAMES_SHOWN: usize = 6;
+/// Native frames shown above the Python frames of a Python stack.
+const NATIVE_ABOVE_PYTHON: usize = 2;
 
 /// Renders the whole report as text, short-lived helpers folded.
 pub fn render(report: &Report) -> String {
@@ -454,37 +458,34 @@ fn site(out: &mut String, rank: usize, s: &SiteReport, focus: SiteFocus) {
     if s.frames.is_empty() {
         let _ = writeln!(out, "         (stack not received)");
     }
-    for f in s.frames.iter().take(FRAMES_SHOWN) {
-        let _ = writeln!(out, "         at {}", frame(f));
+    let python = s.frames.iter().position(is_python);
+    let native_shown = python.map_or(FRAMES_SHOWN, |p| p.min(NATIVE_ABOVE_PYTHON));
+    for f in s.frames.iter().take(native_shown) {
+        let _ = writeln!(out, "         at {}", describe(f));
     }
-    if s.frames.len() > FRAMES_SHOWN {
-        let _ = writeln!(
-            out,
-            "         ... {} more frames",
-            s.frames.len() - FRAMES_SHOWN
-        );
+    let mut shown = native_shown;
+    if let Some(p) = python {
+        // The interpreter's frames between the allocation and the Python
+        // code are elided: the Python frames are what the program wrote.
+        if p > native_shown {
+            let _ = writeln!(out, "         ... {} interpreter frames", p - native_shown);
+        }
+        for f in s.frames[p..]
+            .iter()
+            .filter(|f| is_python(f))
+            .take(FRAMES_SHOWN)
+        {
+            let _ = writeln!(out, "         at {}", describe(f));
+            shown += 1;
+        }
+    }
+    if s.frames.len() > shown {
+        let _ = writeln!(out, "         ... {} more frames", s.frames.len() - shown);
     }
 }
 
-fn frame(f: &Frame) -> String {
-    let mut text = if f.function == "??" {
-        format!("?? {}", f.address)
-    } else {
-        f.function.clone()
-    };
-    if let Some(file) = &f.file {
-        let _ = match f.line {
-            Some(line) => write!(text, " ({file}:{line})"),
-            None => write!(text, " ({file})"),
-        };
-    }
-    if let Some(module) = &f.module {
-        let base = Path::new(module)
-            .file_name()
-            .map_or(module.as_str(), |n| n.to_str().unwrap_or(module));
-        let _ = write!(text, " [{base}]");
-    }
-    text
+fn is_python(f: &Frame) -> bool {
+    f.module.as_deref() == Some(PYTHON_MODULE)
 }
 
 fn summary(out: &mut String, processes: &[ProcessReport], fold: bool) {

@@ -1,8 +1,10 @@
-//! The loaded objects of a process, to map an address back to a file.
+//! The loaded code of a process, to name an address: ELF objects, and the
+//! Python code objects that Python frames of its stacks refer to.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use memshim_proto::Module;
+use memshim_proto::{Module, PythonCode};
 
 /// A module as announced, plus whether it was unloaded since.
 #[derive(Debug, Clone)]
@@ -11,10 +13,12 @@ struct Entry {
     unloaded: bool,
 }
 
-/// The modules a process announced, in announcement order.
+/// The modules a process announced, in announcement order, and its Python
+/// code objects by id.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleMap {
     entries: Vec<Entry>,
+    python: HashMap<u64, Arc<PythonCode>>,
 }
 
 impl ModuleMap {
@@ -50,6 +54,16 @@ impl ModuleMap {
         loaded
             .or_else(|| self.entries.iter().rev().find(hit))
             .map(|e| &e.module)
+    }
+
+    /// Records a Python code object (a later one with the same id replaces it).
+    pub fn load_python_code(&mut self, code: PythonCode) {
+        self.python.insert(code.id, Arc::new(code));
+    }
+
+    /// The Python code object with this id, if it was announced.
+    pub fn python_code(&self, id: u64) -> Option<&PythonCode> {
+        self.python.get(&id).map(|c| &**c)
     }
 
     /// Number of modules announced.

@@ -198,6 +198,7 @@ impl Session {
             Event::Stack(def) => {
                 self.stacks.insert(def.id, def.frames.into());
             }
+            Event::PythonCode(code) => self.modules.load_python_code(code),
             Event::Alloc(a) => self.alloc(a),
             Event::Free(f) => self.free(f),
             Event::ReallocFailed { ts, tid, addr } => self.realloc_failed(ts, tid, addr),

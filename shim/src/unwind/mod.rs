@@ -33,7 +33,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use framehop::x86_64::UnwindRegsX86_64;
-use framehop::Unwinder as _;
+use framehop::{FrameAddress, Unwinder as _};
 
 use crate::stack::{Frames, MAX_FRAMES};
 use crate::thread_state::{self, Guard, UnwindTls};
@@ -139,26 +139,33 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
     for attempt in 0..2 {
         out.len = 0;
         let rescan = registry::with_snapshot(tls.slot, |snap| {
-            let regs = UnwindRegsX86_64::new(pc, sp, bp);
-            let mut frames = snap.unwinder.iter_frames(pc, regs, cache, &mut read_stack);
-            let mut last = pc;
+            // Stepped frame by frame (not through framehop's iterator) to
+            // learn each frame's stack pointer: Python frames are matched to
+            // the native frames that hold their interpreter's state.
+            let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
+            let mut address = FrameAddress::InstructionPointer(pc);
             for _ in 0..MAX_STEPS {
-                let frame = match frames.next() {
-                    Ok(Some(frame)) => frame,
+                let ip = address.address();
+                if !is_own(ip) {
+                    out.ips[out.len] = ip;
+                    out.sps[out.len] = regs.sp();
+                    out.len += 1;
+                    if out.len >= depth {
+                        break;
+                    }
+                }
+                match snap
+                    .unwinder
+                    .unwind_frame(address, &mut regs, cache, &mut read_stack)
+                {
+                    Ok(Some(ra)) => match FrameAddress::from_return_address(ra) {
+                        Some(next) => address = next,
+                        None => return false,
+                    },
                     Ok(None) => return false,
                     // The stack ended badly: maybe in a module loaded since the
                     // last scan (its `.eh_frame` unknown). Rescan once per set.
-                    Err(_) => return !snap.contains(last) && snap.ask_rescan(),
-                };
-                let ip = frame.address();
-                last = ip;
-                if is_own(ip) {
-                    continue;
-                }
-                out.ips[out.len] = ip;
-                out.len += 1;
-                if out.len >= depth {
-                    break;
+                    Err(_) => return !snap.contains(ip) && snap.ask_rescan(),
                 }
             }
             false
