@@ -17,7 +17,7 @@ pub fn classify(session: &Session) -> Option<(Leaks, HashMap<StackId, Leaks>)> {
     }
     let mut total = Leaks::default();
     let mut per_site: HashMap<StackId, Leaks> = HashMap::new();
-    for (&addr, block) in session.heap().live() {
+    for (addr, block) in session.heap().live().iter() {
         // A block allocated after the scan's snapshot was not classified.
         let Some(class) = scan.class_of(addr) else {
             continue;

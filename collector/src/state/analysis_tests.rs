@@ -113,7 +113,7 @@ fn realloc_chains_are_counted_on_the_realloc_site() {
     assert_eq!(site.realloc_grows, 5);
     assert_eq!(site.realloc_copied_bytes, 16 + 32 + 48 + 64 + 80);
     assert_eq!(site.max_chain, 6);
-    assert_eq!(s.heap().live()[&addr].chain, 6);
+    assert_eq!(s.heap().live().get(addr).unwrap().chain, 6);
     assert_eq!(s.heap().live_bytes(), 8);
 }
 

@@ -12,23 +12,9 @@ use memshim_proto::StackId;
 
 use super::distribution::Distribution;
 use super::histogram::Log2Histogram;
+use super::live::{LiveBlock, LiveBlocks};
 use super::sampling::SiteEstimates;
 use super::series::{LiveSeries, Point};
-
-/// A block that is currently allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LiveBlock {
-    /// Requested size in bytes.
-    pub size: u64,
-    /// What the allocator really reserved.
-    pub usable: u64,
-    /// Allocation stack.
-    pub stack: StackId,
-    /// Nanoseconds since process start at allocation.
-    pub ts: u64,
-    /// Number of `realloc`s this block went through (0 for a fresh block).
-    pub chain: u32,
-}
 
 /// Aggregates of one allocation site (one unique stack).
 #[derive(Debug, Clone, Default)]
@@ -77,7 +63,7 @@ pub const SHORT_LIVED_MS: u64 = 100;
 /// The live set, the sites and the process peak.
 #[derive(Debug, Clone, Default)]
 pub struct Heap {
-    live: HashMap<u64, LiveBlock>,
+    live: LiveBlocks,
     sites: HashMap<StackId, Site>,
     live_bytes: u64,
     live_usable: u64,
@@ -88,15 +74,23 @@ pub struct Heap {
 }
 
 impl Heap {
-    /// A heap that starts with `blocks` live (a forked child's inheritance).
+    /// A heap that starts with `live` (a forked child's inheritance).
     ///
     /// The inherited live bytes are the child's peak baseline at time 0.
-    pub fn inherit(blocks: HashMap<u64, LiveBlock>, sample_mean: u64) -> Self {
+    pub fn inherit(live: LiveBlocks, sample_mean: u64) -> Self {
         let mut heap = Heap::sampled(sample_mean);
-        for (addr, block) in blocks {
-            heap.insert(addr, block);
+        for (_, block) in live.iter() {
+            heap.sites
+                .entry(block.stack)
+                .or_default()
+                .add(&block, sample_mean);
+            heap.live_bytes += block.size;
+            heap.live_usable += block.usable;
         }
-        heap.peak_ts = 0;
+        heap.live = live;
+        heap.peak_bytes = heap.live_bytes;
+        // A peak after every site's last change: each site's share is its live bytes.
+        heap.peak_epoch = 1;
         heap
     }
 
@@ -118,7 +112,7 @@ impl Heap {
         let replaced = self.remove(addr);
         let mean = self.sample_mean;
         self.checkpoint(block.stack).add(&block, mean);
-        self.live.insert(addr, block);
+        self.live.insert_new(addr, block);
         self.live_bytes += block.size;
         self.live_usable += block.usable;
         if self.live_bytes > self.peak_bytes {
@@ -131,7 +125,7 @@ impl Heap {
 
     /// Removes a block if it is live.
     pub fn remove(&mut self, addr: u64) -> Option<LiveBlock> {
-        let block = self.live.remove(&addr)?;
+        let block = self.live.remove(addr)?;
         let mean = self.sample_mean;
         self.checkpoint(block.stack).sub(&block, mean);
         self.live_bytes -= block.size;
@@ -172,7 +166,7 @@ impl Heap {
     }
 
     /// The live blocks by address.
-    pub fn live(&self) -> &HashMap<u64, LiveBlock> {
+    pub fn live(&self) -> &LiveBlocks {
         &self.live
     }
 
@@ -298,8 +292,8 @@ mod tests {
 
     #[test]
     fn inherited_blocks_set_the_peak_baseline() {
-        let mut blocks = HashMap::default();
-        blocks.insert(0x10, block(100, 7, 0));
+        let mut blocks = LiveBlocks::default();
+        blocks.insert_new(0x10, block(100, 7, 0));
         let mut h = Heap::inherit(blocks, 0);
         assert_eq!((h.live_bytes(), h.peak_bytes()), (100, 100));
         h.remove(0x10);

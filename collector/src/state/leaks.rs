@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use memshim_proto::{LeakClass, LeakScan, LiveBlock, LiveSet};
 
-use super::heap::LiveBlock as HeapBlock;
+use super::live::LiveBlock as HeapBlock;
 
 /// The exit scan of one process image.
 #[derive(Debug, Default, Clone)]
@@ -24,9 +24,9 @@ pub struct LeakScanState {
 
 impl LeakScanState {
     /// The live set to send for the scan (sorted by address), remembering its order.
-    pub fn request<'a>(&mut self, live: impl Iterator<Item = (&'a u64, &'a HeapBlock)>) -> LiveSet {
+    pub fn request(&mut self, live: impl Iterator<Item = (u64, HeapBlock)>) -> LiveSet {
         let mut blocks: Vec<LiveBlock> = live
-            .map(|(&addr, b)| LiveBlock {
+            .map(|(addr, b)| LiveBlock {
                 addr,
                 size: b.size,
                 usable: b.usable,
@@ -90,7 +90,7 @@ mod tests {
         let live: HashMap<u64, HeapBlock> =
             [(300, block(8)), (100, block(16)), (200, block(24))].into();
         let mut state = LeakScanState::default();
-        let set = state.request(live.iter());
+        let set = state.request(live.into_iter());
         assert_eq!(
             set.blocks.iter().map(|b| b.addr).collect::<Vec<_>>(),
             [100, 200, 300]

@@ -4,6 +4,7 @@
 //! * [`heap`]: the live set, the allocation sites and the process peak.
 //! * [`latest`]: each thread's latest allocation, to tell temporary blocks.
 //! * [`leaks`]: leak classes of the blocks live at exit, from the shim's scan.
+//! * [`live`]: the live blocks by address, packed and sharded for memory.
 //! * [`sampling`]: unbiased estimates, with uncertainty, from a sampled stream.
 //! * [`mmaps`]: mapped ranges.
 //! * [`modules`]: loaded objects, to map addresses back to files.
@@ -15,6 +16,7 @@ pub mod heap;
 pub mod histogram;
 pub mod latest;
 pub mod leaks;
+pub mod live;
 pub mod mmaps;
 pub mod modules;
 pub mod rate;
@@ -28,5 +30,6 @@ mod analysis_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use heap::{Heap, LiveBlock, Site};
+pub use heap::{Heap, Site};
+pub use live::{LiveBlock, LiveBlocks};
 pub use session::{Counters, Exit, ForkSnapshot, ProtocolError, Session};

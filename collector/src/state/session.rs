@@ -9,10 +9,11 @@ use memshim_proto::{
 use serde::{Deserialize, Serialize};
 
 use super::distribution::Distribution;
-use super::heap::{Heap, LiveBlock, SHORT_LIVED_MS};
+use super::heap::{Heap, SHORT_LIVED_MS};
 use super::histogram::Log2Histogram;
 use super::latest::LatestAllocs;
 use super::leaks::LeakScanState;
+use super::live::{LiveBlock, LiveBlocks};
 use super::mmaps::Mappings;
 use super::modules::ModuleMap;
 use super::rate::RateSeries;
@@ -88,7 +89,7 @@ impl std::error::Error for ProtocolError {}
 /// The state a forked child starts from: its parent's, at the fork.
 #[derive(Debug, Clone)]
 pub struct ForkSnapshot {
-    live: HashMap<u64, LiveBlock>,
+    live: LiveBlocks,
     mappings: Mappings,
     modules: ModuleMap,
     stacks: HashMap<StackId, Arc<[u64]>>,

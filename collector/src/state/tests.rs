@@ -132,7 +132,7 @@ fn failed_realloc_puts_the_block_back_unchanged() {
         (c.blocks_freed, c.free_calls, c.duplicate_allocs),
         (0, 0, 0)
     );
-    let block = s.heap().live()[&0x1000];
+    let block = s.heap().live().get(0x1000).unwrap();
     assert_eq!((block.size, block.stack, block.ts), (100, 1, 1));
     assert_eq!(s.heap().live_bytes(), 108);
     assert_eq!(s.heap().sites()[&1].live_blocks, 1);
@@ -150,7 +150,7 @@ fn pending_realloc_is_dropped_by_any_other_event_of_the_thread() {
             addr: 0x1000,
         },
     ]);
-    assert!(!s.heap().live().contains_key(&0x1000));
+    assert!(!s.heap().live().contains(0x1000));
     assert_eq!(s.counters().blocks_freed, 1);
     assert_eq!(s.heap().live_bytes(), 10);
     // A mismatching address does not resurrect anything either.

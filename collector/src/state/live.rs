@@ -1,0 +1,289 @@
+//! The live set: every allocated block by address, in 24 bytes a block.
+//!
+//! The collector holds one entry per live block of every process it follows,
+//! so the size of an entry and the slack of the table are its memory use.
+//!
+//! * Packing: a block's address, requested size, slack (`usable - size`),
+//!   allocation time, realloc chain and stack fit in three words when they
+//!   are of everyday magnitude (address below 2^48, size below 4 GiB, slack
+//!   below 64 KiB, time below 2^56 ns, chain below 256); the stack id, a
+//!   64-bit hash, is replaced by a 32-bit index into the stacks seen. A block
+//!   that does not fit is kept whole in a small side map: nothing is lost.
+//! * Sharding: a hash table doubles when it grows, and for a moment holds
+//!   both its old and new arrays. The set is split into [`SHARDS`] tables
+//!   chosen by address hash, each growing on its own, so that moment costs a
+//!   1/[`SHARDS`] of the set instead of one and a half times it.
+
+use hashbrown::HashTable;
+use rustc_hash::FxHashMap as HashMap;
+
+use memshim_proto::StackId;
+
+/// A block that is currently allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveBlock {
+    /// Requested size in bytes.
+    pub size: u64,
+    /// What the allocator really reserved.
+    pub usable: u64,
+    /// Allocation stack.
+    pub stack: StackId,
+    /// Nanoseconds since process start at allocation.
+    pub ts: u64,
+    /// Number of `realloc`s this block went through (0 for a fresh block).
+    pub chain: u32,
+}
+
+/// Independent hash tables the set is split into.
+const SHARDS: usize = 64;
+/// Where the shard number starts in an address's hash: clear of the low bits
+/// that pick a bucket and of the top 7 bits the table keeps as a tag.
+const SHARD_SHIFT: u32 = 40;
+/// Odd multiplier of the address hash (2^64 / golden ratio).
+const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Bits of the first word for the address; the rest hold the slack.
+const ADDR_BITS: u32 = 48;
+/// Bits of the second word for the allocation time; the rest hold the chain.
+const TS_BITS: u32 = 56;
+/// Bits of the third word for the size; the rest hold the stack index.
+const SIZE_BITS: u32 = 32;
+
+/// A block packed in three words: address | slack, time | chain, size | stack index.
+#[derive(Debug, Clone, Copy)]
+struct Packed([u64; 3]);
+
+impl Packed {
+    /// Packs a block whose stack has index `stack`, if every field fits.
+    fn new(addr: u64, block: &LiveBlock, stack: u32) -> Option<Packed> {
+        let slack = block.usable.checked_sub(block.size)?;
+        let chain = u64::from(block.chain);
+        let fits = addr >> ADDR_BITS == 0
+            && slack >> (64 - ADDR_BITS) == 0
+            && block.ts >> TS_BITS == 0
+            && chain >> (64 - TS_BITS) == 0
+            && block.size >> SIZE_BITS == 0;
+        fits.then_some(Packed([
+            addr | slack << ADDR_BITS,
+            block.ts | chain << TS_BITS,
+            block.size | u64::from(stack) << SIZE_BITS,
+        ]))
+    }
+
+    fn addr(&self) -> u64 {
+        self.0[0] & ((1 << ADDR_BITS) - 1)
+    }
+
+    /// The block, its stack id looked up in `stacks` (indexed as packed).
+    fn unpack(&self, stacks: &[StackId]) -> LiveBlock {
+        let [a, t, s] = self.0;
+        let size = s & ((1 << SIZE_BITS) - 1);
+        LiveBlock {
+            size,
+            usable: size + (a >> ADDR_BITS),
+            stack: stacks[(s >> SIZE_BITS) as usize],
+            ts: t & ((1 << TS_BITS) - 1),
+            chain: (t >> TS_BITS) as u32,
+        }
+    }
+}
+
+/// A well-mixed 64-bit hash of an address (a folded multiply).
+fn hash(addr: u64) -> u64 {
+    let product = u128::from(addr) * u128::from(MULTIPLIER);
+    product as u64 ^ (product >> 64) as u64
+}
+
+fn shard_of(hash: u64) -> usize {
+    (hash >> SHARD_SHIFT) as usize % SHARDS
+}
+
+/// The live blocks of one process by address.
+#[derive(Debug, Clone)]
+pub struct LiveBlocks {
+    shards: Box<[HashTable<Packed>]>,
+    /// Blocks with a field too large to pack.
+    spilled: HashMap<u64, LiveBlock>,
+    /// Stack ids by the index packed blocks refer to them with.
+    stacks: Vec<StackId>,
+    stack_index: HashMap<StackId, u32>,
+}
+
+impl Default for LiveBlocks {
+    fn default() -> Self {
+        LiveBlocks {
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            spilled: HashMap::default(),
+            stacks: Vec::new(),
+            stack_index: HashMap::default(),
+        }
+    }
+}
+
+impl LiveBlocks {
+    /// Adds the block at `addr`; returns the block it replaced, if the address was live.
+    pub fn insert(&mut self, addr: u64, block: LiveBlock) -> Option<LiveBlock> {
+        let replaced = self.remove(addr);
+        self.insert_new(addr, block);
+        replaced
+    }
+
+    /// Adds the block at `addr`, which must not be live (remove it first).
+    pub fn insert_new(&mut self, addr: u64, block: LiveBlock) {
+        debug_assert!(!self.contains(addr), "{addr:#x} is live");
+        let packed = self
+            .stack_index(block.stack)
+            .and_then(|stack| Packed::new(addr, &block, stack));
+        match packed {
+            Some(p) => {
+                let h = hash(addr);
+                self.shards[shard_of(h)].insert_unique(h, p, |q| hash(q.addr()));
+            }
+            None => {
+                self.spilled.insert(addr, block);
+            }
+        }
+    }
+
+    /// Removes the block at `addr`, if it is live.
+    pub fn remove(&mut self, addr: u64) -> Option<LiveBlock> {
+        if addr >> ADDR_BITS == 0 {
+            let h = hash(addr);
+            if let Ok(entry) = self.shards[shard_of(h)].find_entry(h, |p| p.addr() == addr) {
+                return Some(entry.remove().0.unpack(&self.stacks));
+            }
+        }
+        if self.spilled.is_empty() {
+            return None;
+        }
+        self.spilled.remove(&addr)
+    }
+
+    /// The block at `addr`, if it is live.
+    pub fn get(&self, addr: u64) -> Option<LiveBlock> {
+        if addr >> ADDR_BITS == 0 {
+            let h = hash(addr);
+            if let Some(p) = self.shards[shard_of(h)].find(h, |p| p.addr() == addr) {
+                return Some(p.unpack(&self.stacks));
+            }
+        }
+        self.spilled.get(&addr).copied()
+    }
+
+    /// Whether a block is live at `addr`.
+    pub fn contains(&self, addr: u64) -> bool {
+        self.get(addr).is_some()
+    }
+
+    /// Number of live blocks.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(HashTable::len).sum::<usize>() + self.spilled.len()
+    }
+
+    /// Whether no block is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every live block with its address, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, LiveBlock)> + '_ {
+        let packed = self.shards.iter().flat_map(move |shard| {
+            shard
+                .iter()
+                .map(move |p| (p.addr(), p.unpack(&self.stacks)))
+        });
+        packed.chain(self.spilled.iter().map(|(&addr, &block)| (addr, block)))
+    }
+
+    /// The index of `stack` in [`Self::stacks`], added if new (`None` past 2^32 stacks).
+    fn stack_index(&mut self, stack: StackId) -> Option<u32> {
+        if let Some(&index) = self.stack_index.get(&stack) {
+            return Some(index);
+        }
+        let index = u32::try_from(self.stacks.len()).ok()?;
+        self.stacks.push(stack);
+        self.stack_index.insert(stack, index);
+        Some(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(size: u64, stack: StackId) -> LiveBlock {
+        LiveBlock {
+            size,
+            usable: size.next_multiple_of(16) + 8,
+            stack,
+            ts: 123_456_789,
+            chain: 2,
+        }
+    }
+
+    fn with(mut b: LiveBlock, change: impl FnOnce(&mut LiveBlock)) -> LiveBlock {
+        change(&mut b);
+        b
+    }
+
+    #[test]
+    fn an_entry_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Packed>(), 24);
+    }
+
+    #[test]
+    fn every_field_comes_back_packed_or_not() {
+        let mut live = LiveBlocks::default();
+        let stack = 0xdead_beef_cafe_f00d;
+        let everyday = block(40, stack);
+        let odd = [
+            (1 << 48, everyday),
+            (1 << 56 | 0x10, everyday),
+            (0x20, block(5 << 30, stack)),
+            (0x30, with(everyday, |b| b.usable = 1 << 20)),
+            (0x40, with(everyday, |b| b.usable = 8)),
+            (0x50, with(everyday, |b| b.ts = 1 << 60)),
+            (0x60, with(everyday, |b| b.chain = 300)),
+        ];
+        live.insert_new(0x7fff_ffff_fff0, everyday);
+        for (addr, b) in odd {
+            live.insert_new(addr, b);
+        }
+        assert_eq!(live.spilled.len(), odd.len());
+        assert_eq!(live.len(), odd.len() + 1);
+        assert_eq!(live.get(0x7fff_ffff_fff0), Some(everyday));
+        for (addr, b) in odd {
+            assert_eq!(live.get(addr), Some(b), "{addr:#x}");
+        }
+        let mut all: Vec<(u64, LiveBlock)> = live.iter().collect();
+        all.sort_by_key(|&(addr, _)| addr);
+        assert_eq!(all.len(), live.len());
+        assert_eq!(all[0], (0x20, odd[2].1));
+        for (addr, b) in odd {
+            assert_eq!(live.remove(addr), Some(b));
+        }
+        assert_eq!(live.remove(0x7fff_ffff_fff0), Some(everyday));
+        assert!(live.is_empty());
+    }
+
+    #[test]
+    fn insert_replaces_and_remove_forgets() {
+        let mut live = LiveBlocks::default();
+        for i in 0..10_000u64 {
+            assert_eq!(live.insert(0x1000 + i * 16, block(i, i % 7)), None);
+        }
+        assert_eq!(live.len(), 10_000);
+        let old = live.insert(0x1000, block(99, 8));
+        assert_eq!(old, Some(block(0, 0)));
+        assert_eq!(live.get(0x1000), Some(block(99, 8)));
+        for i in (0..10_000u64).step_by(2) {
+            assert!(live.remove(0x1000 + i * 16).is_some());
+        }
+        assert_eq!(live.len(), 5_000);
+        assert!(!live.contains(0x1000));
+        assert_eq!(live.get(0x1010), Some(block(1, 1)));
+        assert_eq!(live.remove(0x1000), None);
+        let used = live.shards.iter().filter(|s| !s.is_empty()).count();
+        assert_eq!(used, SHARDS, "addresses spread over every shard");
+    }
+}
