@@ -153,7 +153,7 @@ fn apply_batch(
             Event::ScanRequest { .. } => {
                 if let Some(out) = replies.as_mut() {
                     let mut frame = Vec::new();
-                    encode_message(&session.scan_request(), &mut frame);
+                    session.scan_request(|set| encode_message(set, &mut frame));
                     if out.write_all(&frame).and_then(|()| out.flush()).is_err() {
                         // The process gave up waiting; it exits without a scan.
                         *replies = None;

@@ -7,7 +7,7 @@
 
 use memshim_proto::{LeakClass, LeakScan, LiveBlock, LiveSet};
 
-use super::live::LiveBlock as HeapBlock;
+use super::live::LiveBlocks;
 
 /// The exit scan of one process image.
 ///
@@ -28,18 +28,23 @@ pub struct LeakScanState {
 }
 
 impl LeakScanState {
-    /// The live set to send for the scan (sorted by address), remembering its order.
-    pub fn request(&mut self, live: impl Iterator<Item = (u64, HeapBlock)>) -> LiveSet {
-        let mut blocks: Vec<LiveBlock> = live
-            .map(|(addr, b)| LiveBlock {
-                addr,
-                size: b.size,
-                usable: b.usable,
-            })
-            .collect();
+    /// Builds the live set to send for the scan (sorted by address), hands it
+    /// to `send`, and remembers its order.
+    ///
+    /// The addresses are then collected in place, in the set's own buffer
+    /// (shrunk after), rather than copied while the set is still held.
+    pub fn request(&mut self, live: &LiveBlocks, send: impl FnOnce(&LiveSet)) {
+        let mut blocks = Vec::with_capacity(live.len());
+        blocks.extend(live.iter().map(|(addr, b)| LiveBlock {
+            addr,
+            size: b.size,
+            usable: b.usable,
+        }));
         blocks.sort_unstable_by_key(|b| b.addr);
-        self.sent = blocks.iter().map(|b| b.addr).collect();
-        LiveSet { blocks }
+        let set = LiveSet { blocks };
+        send(&set);
+        self.sent = set.blocks.into_iter().map(|b| b.addr).collect();
+        self.sent.shrink_to_fit();
     }
 
     /// Takes the scan's answer. Returns `false` if it does not match the request.
@@ -80,8 +85,7 @@ impl LeakScanState {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
+    use super::super::live::LiveBlock as HeapBlock;
     use super::*;
 
     fn block(size: u64) -> HeapBlock {
@@ -96,15 +100,19 @@ mod tests {
 
     #[test]
     fn classes_follow_the_order_sent() {
-        let live: HashMap<u64, HeapBlock> =
-            [(300, block(8)), (100, block(16)), (200, block(24))].into();
+        let mut live = LiveBlocks::default();
+        for (addr, size) in [(300, 8), (100, 16), (200, 24)] {
+            live.insert_new(addr, block(size));
+        }
         let mut state = LeakScanState::default();
-        let set = state.request(live.into_iter());
+        let mut sent = None;
+        state.request(&live, |set| sent = Some(set.clone()));
+        let sent = sent.unwrap();
         assert_eq!(
-            set.blocks.iter().map(|b| b.addr).collect::<Vec<_>>(),
+            sent.blocks.iter().map(|b| b.addr).collect::<Vec<_>>(),
             [100, 200, 300]
         );
-        assert_eq!(set.blocks[0].size, 16);
+        assert_eq!(sent.blocks[0].size, 16);
         let scan = LeakScan {
             ts: 1,
             duration_ns: 5,
@@ -126,7 +134,7 @@ mod tests {
     #[test]
     fn a_scan_of_the_wrong_length_is_refused() {
         let mut state = LeakScanState::default();
-        state.request(std::iter::empty());
+        state.request(&LiveBlocks::default(), |_| {});
         let scan = LeakScan {
             ts: 1,
             duration_ns: 5,

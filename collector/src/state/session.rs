@@ -225,9 +225,10 @@ impl Session {
         Ok(())
     }
 
-    /// The live set to send back for the exit scan the process asked for.
-    pub fn scan_request(&mut self) -> LiveSet {
-        self.leaks.request(self.heap.live().iter())
+    /// Builds the live set for the exit scan the process asked for and hands
+    /// it to `send`, to be sent back to the process.
+    pub fn scan_request(&mut self, send: impl FnOnce(&LiveSet)) {
+        self.leaks.request(self.heap.live(), send);
     }
 
     /// The exit scan's result, if the process sent one.
