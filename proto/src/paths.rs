@@ -14,6 +14,8 @@ pub const ENV_STACK_DEPTH: &str = "MEMSHIM_STACK_DEPTH";
 pub const ENV_OUTPUT: &str = "MEMSHIM_OUTPUT";
 /// Environment variable that turns the shim into a pass-through when set to `1`.
 pub const ENV_DISABLE: &str = "MEMSHIM_DISABLE";
+/// `0` turns off the reuse of a thread's previous unwind (to compare stacks with and without it).
+pub const ENV_UNWIND_MEMO: &str = "MEMSHIM_UNWIND_MEMO";
 
 /// Default number of frames captured per stack.
 pub const DEFAULT_STACK_DEPTH: u32 = 64;

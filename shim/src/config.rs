@@ -18,6 +18,8 @@ pub struct Config {
     pub sample_bytes: u64,
     /// Seed of the sampling (`MEMSHIM_SAMPLE_SEED`) for reproducible runs; 0: from the clock.
     pub sample_seed: u64,
+    /// Whether unwinds reuse the thread's previous one (`MEMSHIM_UNWIND_MEMO`, default on).
+    pub unwind_memo: bool,
 }
 
 impl Config {
@@ -35,6 +37,7 @@ impl Config {
             .clamp(1, u64::from(paths::MAX_STACK_DEPTH)) as usize,
             sample_bytes: number(paths::ENV_SAMPLE_BYTES, 0),
             sample_seed: number(paths::ENV_SAMPLE_SEED, 0),
+            unwind_memo: var(paths::ENV_UNWIND_MEMO).is_none_or(|v| v != "0"),
         }
     }
 

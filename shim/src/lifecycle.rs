@@ -65,6 +65,8 @@ fn init() {
     };
     let config = CONFIG.get_or_init(Config::from_env);
     if !config.disabled {
+        #[cfg(target_arch = "x86_64")]
+        crate::unwind::set_memo(config.unwind_memo);
         if let Some((start, end)) = modules::range_containing(init as *const () as usize) {
             stack::set_own_range(start, end);
         }

@@ -464,3 +464,71 @@ fn node_js_functions_are_named_from_the_perf_map() {
     // The perf map that memcollect asked for is removed after the report.
     assert!(!Path::new(&format!("/tmp/perf-{}.map", p.pid)).exists());
 }
+
+/// Every site of a report, as (functions with lines, calls, bytes), sorted.
+fn site_set(report: &Value) -> Vec<(Vec<String>, i64, i64)> {
+    let mut sites: Vec<(Vec<String>, i64, i64)> = report["processes"][0]["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .map(Site::from_json)
+        .map(|s| {
+            let frames = s
+                .frames
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}:{}",
+                        f.function.as_deref().unwrap_or("?"),
+                        f.line.unwrap_or(0)
+                    )
+                })
+                .collect();
+            (frames, s.alloc_calls, s.bytes_allocated)
+        })
+        .collect();
+    sites.sort();
+    sites
+}
+
+#[test]
+fn memoized_unwinds_equal_fresh_ones() {
+    let prog = programs::program_with("unwind_paths.c", OPT, "opt");
+    let dir = programs::scratch();
+    let report = |memo: &str| -> Value {
+        let trace = dir.path().join(format!("memo-{memo}.mst"));
+        let mut cmd = Command::new(&prog);
+        scrub_env(&mut cmd)
+            .env("LD_PRELOAD", paths::shim_path())
+            .env("MEMSHIM_SOCKET", dir.path().join("none.sock"))
+            .env("MEMSHIM_OUTPUT", &trace)
+            .env("MEMSHIM_UNWIND_MEMO", memo);
+        let out = run_captured(&mut cmd, dir.path(), DEFAULT_TIMEOUT);
+        assert_eq!(out.code(), 0, "{}", out.stderr_str());
+        let mut cmd = Command::new(paths::memcollect_path());
+        cmd.args(["report", "--format", "json", "--top", "1000000"])
+            .arg(&trace);
+        let out = run_captured(&mut cmd, dir.path(), DEFAULT_TIMEOUT);
+        assert_eq!(out.code(), 0, "{}", out.stderr_str());
+        serde_json::from_slice(&out.stdout).expect("json report")
+    };
+    let memo = site_set(&report("1"));
+    let fresh = site_set(&report("0"));
+    // 20,000 calls over paths 0 to 6 deep through 3 functions: most of the
+    // 1,093 possible paths, each with up to 4 sizes.
+    let calls: i64 = memo
+        .iter()
+        .filter(|s| s.0.iter().any(|f| f.starts_with("step")))
+        .map(|s| s.1)
+        .sum();
+    assert_eq!(calls, 20_000, "allocations from the program's own paths");
+    assert!(memo.len() > 1_000, "only {} distinct sites", memo.len());
+    assert_eq!(
+        memo.len(),
+        fresh.len(),
+        "site count with and without the memo"
+    );
+    for (m, f) in memo.iter().zip(&fresh) {
+        assert_eq!(m, f, "a site differs with the memo");
+    }
+}

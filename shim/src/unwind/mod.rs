@@ -10,6 +10,9 @@
 //!   TLS state (`thread_state::UnwindTls`). A pthread key destructor frees
 //!   the cache and the slot when the thread exits; the main thread's, left
 //!   at `exit`, goes with the process.
+//! * A thread's previous unwind is remembered with every stack word it read
+//!   ([`memo`]): the outer frames of the next capture are copied, not
+//!   unwound, when their state and those words are unchanged.
 //! * Every stack read is checked against `[sp at capture, top of the
 //!   thread's stack)`: everything in it is mapped, and a caller's frame is
 //!   never anywhere else. A bad unwind (garbage CFI, code without unwind
@@ -27,16 +30,18 @@
 #![cfg(target_arch = "x86_64")]
 
 pub mod elf;
+mod memo;
 pub mod registry;
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder as _};
 
 use crate::stack::{Frames, MAX_FRAMES};
 use crate::thread_state::{self, Guard, UnwindTls};
+use memo::{Memo, Record};
 use registry::Cache;
 
 /// `UnwindTls::status`: not set up yet.
@@ -54,11 +59,37 @@ const INIT_READY: u8 = 2;
 const INIT_FAILED: u8 = 3;
 
 static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
+/// Whether captures reuse the thread's previous unwind ([`memo`]).
+static MEMO: AtomicBool = AtomicBool::new(true);
 /// The pthread key whose destructor frees a thread's cache at its exit.
 static mut CACHE_KEY: libc::pthread_key_t = 0;
 
 /// Most unwinding steps per capture: every kept frame plus the shim's own.
 const MAX_STEPS: usize = MAX_FRAMES + 32;
+/// How many remembered frames in the same state a capture checks for reuse
+/// (a failed check costs a walk over the remembered reads).
+const MAX_REUSE_CHECKS: u32 = 2;
+
+/// A thread's unwinding state: framehop's rule cache and the memo of its
+/// previous unwind.
+struct ThreadUnwinder {
+    cache: Cache,
+    memo: Box<Memo>,
+}
+
+/// Appends a frame to `out`; returns whether `out` holds `depth` frames.
+#[inline(always)]
+fn push(out: &mut Frames, ip: u64, sp: u64, depth: usize) -> bool {
+    out.ips[out.len] = ip;
+    out.sps[out.len] = sp;
+    out.len += 1;
+    out.len >= depth
+}
+
+/// Turns the reuse of previous unwinds on or off (`MEMSHIM_UNWIND_MEMO`).
+pub fn set_memo(enabled: bool) {
+    MEMO.store(enabled, Ordering::Relaxed);
+}
 
 /// Registers the loaded modules and the per-thread machinery. Runs once,
 /// from the shim's initialisation, with the guard held.
@@ -127,42 +158,93 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
     }
     // Reads must fit in [sp, hi): everything there is mapped (the callers'
     // frames), and nothing a correct unwind needs is outside it.
-    let mut read_stack = |addr: u64| -> Result<u64, ()> {
-        if addr < sp || addr > hi - 8 {
-            return Err(());
-        }
-        // SAFETY: in bounds of this thread's live stack, checked just above.
-        Ok(unsafe { (addr as *const u64).read_unaligned() })
+    let read_word = |addr: u64| -> Option<u64> {
+        // SAFETY: in bounds of this thread's live stack, checked first.
+        (addr >= sp && addr <= hi - 8).then(|| unsafe { (addr as *const u64).read_unaligned() })
     };
     // SAFETY: created by `set_up` for this thread and freed only at its exit.
-    let cache = unsafe { &mut *(tls.cache as *mut Cache) };
+    let thread = unsafe { &mut *(tls.cache as *mut ThreadUnwinder) };
     for attempt in 0..2 {
         out.len = 0;
+        let (previous, record) = thread.memo.begin();
+        let cache = &mut thread.cache;
         let rescan = registry::with_snapshot(tls.slot, |snap| {
+            record.reset(snap.generation);
+            let rec: *mut Record = record;
+            // Every word the rules read is logged: the memo's validity test.
+            let mut read_stack = move |addr: u64| -> Result<u64, ()> {
+                let value = read_word(addr).ok_or(())?;
+                // SAFETY: `rec` is only otherwise used between unwind calls.
+                unsafe { (*rec).log_read(addr, value) };
+                Ok(value)
+            };
             // Stepped frame by frame (not through framehop's iterator) to
-            // learn each frame's stack pointer: Python frames are matched to
-            // the native frames that hold their interpreter's state.
+            // learn each frame's stack pointer (Python frames are matched to
+            // the native frames that hold their interpreter's state) and to
+            // stop where the previous unwind can be reused.
             let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
             let mut address = FrameAddress::InstructionPointer(pc);
-            for _ in 0..MAX_STEPS {
+            let mut cursor = 0;
+            let mut reuse_checks = if MEMO.load(Ordering::Relaxed) {
+                MAX_REUSE_CHECKS
+            } else {
+                0
+            };
+            let mut steps = 0;
+            while steps < MAX_STEPS {
+                steps += 1;
                 let ip = address.address();
-                if !is_own(ip) {
-                    out.ips[out.len] = ip;
-                    out.sps[out.len] = regs.sp();
-                    out.len += 1;
-                    if out.len >= depth {
-                        break;
+                // SAFETY: no unwind call is running.
+                let r = unsafe { &mut *rec };
+                let state = (ip, regs.sp(), regs.bp());
+                let reusable = if address.is_return_address() && reuse_checks > 0 {
+                    previous.reusable_from(snap.generation, state, &mut cursor, read_word)
+                } else {
+                    None
+                };
+                if let Some(j) = reusable {
+                    reuse_checks = 0;
+                    r.splice(previous, j);
+                    for s in &previous.steps[j..previous.len] {
+                        if !is_own(s.ip) && push(out, s.ip, s.sp, depth) {
+                            return false;
+                        }
+                    }
+                    if previous.complete || r.len == 0 {
+                        return false;
+                    }
+                    // Go on from the last remembered frame, never unwound.
+                    let last = r.steps[r.len - 1];
+                    let Some(next) = FrameAddress::from_return_address(last.ip) else {
+                        return false;
+                    };
+                    address = next;
+                    regs = UnwindRegsX86_64::new(last.ip, last.sp, last.bp);
+                    steps = r.len;
+                } else {
+                    if cursor < previous.len && previous.steps[cursor].sp == state.1 {
+                        reuse_checks = reuse_checks.saturating_sub(1);
+                    }
+                    r.push_step(ip, state.1, state.2);
+                    if !is_own(ip) && push(out, ip, state.1, depth) {
+                        return false;
                     }
                 }
-                match snap
+                let step = snap
                     .unwinder
-                    .unwind_frame(address, &mut regs, cache, &mut read_stack)
-                {
+                    .unwind_frame(address, &mut regs, cache, &mut read_stack);
+                // SAFETY: the unwind call has returned.
+                let r = unsafe { &mut *rec };
+                r.end_step();
+                match step {
                     Ok(Some(ra)) => match FrameAddress::from_return_address(ra) {
                         Some(next) => address = next,
                         None => return false,
                     },
-                    Ok(None) => return false,
+                    Ok(None) => {
+                        r.complete = true;
+                        return false;
+                    }
                     // The stack ended badly: maybe in a module loaded since the
                     // last scan (its `.eh_frame` unknown). Rescan once per set.
                     Err(_) => return !snap.contains(ip) && snap.ask_rescan(),
@@ -219,7 +301,10 @@ fn set_up(tls: &mut UnwindTls) -> bool {
     let Some(slot) = registry::claim_slot(lo as u64, hi as u64) else {
         return false;
     };
-    let cache = Box::into_raw(Box::new(Cache::new_in()));
+    let cache = Box::into_raw(Box::new(ThreadUnwinder {
+        cache: Cache::new_in(),
+        memo: Memo::new_boxed(),
+    }));
     // SAFETY: the key was created in `init`; the destructor gets `cache` back.
     if unsafe { libc::pthread_setspecific(CACHE_KEY, cache as *const c_void) } != 0 {
         // SAFETY: never shared.
@@ -283,7 +368,7 @@ unsafe extern "C" fn thread_exit(cache: *mut c_void) {
     }
     tls.status = STATUS_EXITED;
     tls.cache = std::ptr::null_mut();
-    drop(Box::from_raw(cache as *mut Cache));
+    drop(Box::from_raw(cache as *mut ThreadUnwinder));
 }
 
 /// `pthread_atfork` child handler: the child has only this thread.

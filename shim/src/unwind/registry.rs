@@ -45,6 +45,9 @@ pub type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
 pub struct Snapshot {
     /// The framehop unwinder holding the modules.
     pub unwinder: Unwinder,
+    /// Distinct for every snapshot ever published (never 0): unwinds made
+    /// with another module set are not reused (see `memo`).
+    pub generation: u64,
     /// The identity of each module in `unwinder` (see [`Found::key`]), to
     /// rebuild incrementally.
     keys: Vec<(u64, u64, u64)>,
@@ -72,6 +75,8 @@ impl Snapshot {
 /// Module key: text start, text end, `.eh_frame_hdr` address.
 type Key = (u64, u64, u64);
 
+/// Generation of the last published snapshot.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 static CURRENT: AtomicPtr<Snapshot> = AtomicPtr::new(std::ptr::null_mut());
 /// Held by the one thread that is replacing the snapshot.
 static WRITER: AtomicBool = AtomicBool::new(false);
@@ -246,6 +251,7 @@ pub fn refresh(own: Option<u32>) {
     ranges.sort_unstable();
     let new = Box::into_raw(Box::new(Snapshot {
         unwinder,
+        generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
         keys: new_keys,
         ranges,
         rescan_asked: AtomicBool::new(false),
