@@ -71,7 +71,7 @@ fn init() {
             stack::set_own_range(start, end);
         }
         clock::reset_origin();
-        queue::create();
+        queue::create(config.sample_bytes);
         sampler::configure(config.sample_bytes, config.sample_seed);
         let sampled = if config.sample_bytes != 0 {
             SampledSet::new()
@@ -185,7 +185,7 @@ pub fn after_fork_child(parent: u32) {
     }
     let Some(_guard) = Guard::enter() else { return };
     clock::reset_origin();
-    queue::create();
+    queue::create(CONFIG.get().map_or(0, |c| c.sample_bytes));
     queue::reset_counters();
     recorder::forget_stacks();
     sender::reset_after_fork();

@@ -32,6 +32,8 @@ static FLUSH_REQUESTED: AtomicU64 = AtomicU64::new(0);
 static FLUSHED: AtomicU64 = AtomicU64::new(0);
 /// Rung by `flush` so that the sender does not sleep out its idle period.
 static DOORBELL: Doorbell = Doorbell::new();
+/// Rung when a flush is done, for the thread waiting in [`flush`].
+static FLUSH_DONE: Doorbell = Doorbell::new();
 /// A duplicate of the collector socket, for reading its replies (-1: none).
 static REPLY_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -155,7 +157,9 @@ fn run(mut sink: Sink, mut encoder: Encoder) {
             }
         }
         if ch.events.is_empty() && ch.stacks.is_empty() {
-            FLUSHED.store(flush_request, Ordering::Release);
+            if FLUSHED.swap(flush_request, Ordering::AcqRel) != flush_request {
+                FLUSH_DONE.ring();
+            }
             if idle {
                 DOORBELL.sleep(IDLE_SLEEP);
             }
@@ -293,9 +297,8 @@ pub fn flush(timeout: Duration) {
     }
     let request = FLUSH_REQUESTED.fetch_add(1, Ordering::AcqRel) + 1;
     DOORBELL.ring();
-    let deadline = clock::monotonic_ns() + timeout.as_nanos() as u64;
-    while FLUSHED.load(Ordering::Acquire) < request && is_live() && clock::monotonic_ns() < deadline
-    {
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    FLUSH_DONE.wait_for(
+        || FLUSHED.load(Ordering::Acquire) >= request || !is_live(),
+        timeout,
+    );
 }

@@ -19,7 +19,30 @@ impl Doorbell {
 
     /// Sleeps up to `timeout`, or until [`Doorbell::ring`] is called.
     pub fn sleep(&self, timeout: Duration) {
-        let seen = self.0.load(Ordering::Acquire);
+        self.wait(self.0.load(Ordering::Acquire), timeout);
+    }
+
+    /// Waits until `done()` holds, or `timeout` passed; rings in between
+    /// wake it at once (the ring count is read before each test, so a ring
+    /// right after a failed test is never missed). Returns whether `done()`
+    /// held. Polls `done()` at least every millisecond, for conditions that
+    /// change without a ring (a peer that died).
+    pub fn wait_for(&self, done: impl Fn() -> bool, timeout: Duration) -> bool {
+        let deadline = crate::clock::monotonic_ns() + timeout.as_nanos() as u64;
+        loop {
+            let seen = self.0.load(Ordering::Acquire);
+            if done() {
+                return true;
+            }
+            let now = crate::clock::monotonic_ns();
+            if now >= deadline {
+                return false;
+            }
+            self.wait(seen, Duration::from_nanos((deadline - now).min(1_000_000)));
+        }
+    }
+
+    fn wait(&self, seen: u32, timeout: Duration) {
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,

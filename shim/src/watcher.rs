@@ -24,6 +24,8 @@ static SCAN_REQUESTED: AtomicU64 = AtomicU64::new(0);
 static SCAN_DONE: AtomicU64 = AtomicU64::new(0);
 /// Rung by `rescan` so that the watcher looks at once.
 static DOORBELL: Doorbell = Doorbell::new();
+/// Rung after each look, for the thread waiting in `rescan`.
+static RESCANNED: Doorbell = Doorbell::new();
 
 /// Starts the watcher with the modules the stream has announced so far.
 pub fn start(tracker: ModuleTracker) -> bool {
@@ -37,7 +39,9 @@ fn run(mut tracker: ModuleTracker) {
         if waited >= POLL || request != SCAN_DONE.load(Ordering::Relaxed) {
             waited = Duration::ZERO;
             announce(&mut tracker);
-            SCAN_DONE.store(request, Ordering::Release);
+            if SCAN_DONE.swap(request, Ordering::AcqRel) != request {
+                RESCANNED.ring();
+            }
         }
         DOORBELL.sleep(TICK);
         waited += TICK;
@@ -68,13 +72,10 @@ fn announce(tracker: &mut ModuleTracker) {
 pub fn rescan(timeout: Duration) {
     let request = SCAN_REQUESTED.fetch_add(1, Ordering::AcqRel) + 1;
     DOORBELL.ring();
-    let deadline = clock::monotonic_ns() + timeout.as_nanos() as u64;
-    while SCAN_DONE.load(Ordering::Acquire) < request
-        && sender::is_live()
-        && clock::monotonic_ns() < deadline
-    {
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    RESCANNED.wait_for(
+        || SCAN_DONE.load(Ordering::Acquire) >= request || !sender::is_live(),
+        timeout,
+    );
 }
 
 /// Forgets the parent's requests in a forked child (the thread does not exist there).
