@@ -98,8 +98,12 @@ fn begin() -> Option<Recording> {
 /// Captures the caller's stack and returns its id, queueing its definition
 /// the first time this process sees it. In a Python process the
 /// interpreter's frames are replaced by the Python functions they run.
+///
+/// `may_allocate`: whether a code object seen for the first time may be
+/// described now (which allocates). Not from `mmap`: an allocator may map
+/// memory while holding its own lock, and would be re-entered.
 #[inline(always)]
-fn current_stack(rec: &Recording) -> u64 {
+fn current_stack(rec: &Recording, may_allocate: bool) -> u64 {
     let mut native = std::mem::MaybeUninit::<Frames>::uninit();
     // SAFETY: `capture` sets `len` and writes `ips[..len]` and `sps[..len]`
     // before anything reads them.
@@ -117,7 +121,8 @@ fn current_stack(rec: &Recording) -> u64 {
         unsafe {
             let m = merged.as_mut_ptr();
             (*m).len = 0;
-            let first_sight = |code: u64| seen.is_none_or(|s| s.insert(PYTHON_FRAME_TAG | code));
+            let first_sight =
+                |code: u64| may_allocate && seen.is_none_or(|s| s.insert(PYTHON_FRAME_TAG | code));
             if python::merge(native, &mut *m, first_sight, rec.channel) {
                 &*m
             } else {
@@ -152,7 +157,7 @@ pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
         // A full neighbourhood only means this block's free is recorded anyway.
         set.insert(ptr as u64);
     }
-    let stack = current_stack(&rec);
+    let stack = current_stack(&rec, true);
     let usable = match real::get().and_then(|r| r.malloc_usable_size) {
         // SAFETY: `ptr` was just returned by the real allocator.
         Some(usable_size) => (unsafe { usable_size(ptr) }) as u64,
@@ -212,7 +217,7 @@ pub fn realloc_failed(ptr: *mut c_void) {
 /// Records a new mapping.
 pub fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32) {
     let Some(rec) = begin() else { return };
-    let stack = current_stack(&rec);
+    let stack = current_stack(&rec, false);
     queue::push(
         rec.channel,
         RawEvent {
