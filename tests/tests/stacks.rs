@@ -495,13 +495,14 @@ fn site_set(report: &Value) -> Vec<(Vec<String>, i64, i64)> {
 fn memoized_unwinds_equal_fresh_ones() {
     let prog = programs::program_with("unwind_paths.c", OPT, "opt");
     let dir = programs::scratch();
-    let report = |memo: &str| -> Value {
-        let trace = dir.path().join(format!("memo-{memo}.mst"));
+    let report = |memo: &str, depth: &str| -> Value {
+        let trace = dir.path().join(format!("memo-{memo}-{depth}.mst"));
         let mut cmd = Command::new(&prog);
         scrub_env(&mut cmd)
             .env("LD_PRELOAD", paths::shim_path())
             .env("MEMSHIM_SOCKET", dir.path().join("none.sock"))
             .env("MEMSHIM_OUTPUT", &trace)
+            .env("MEMSHIM_STACK_DEPTH", depth)
             .env("MEMSHIM_UNWIND_MEMO", memo);
         let out = run_captured(&mut cmd, dir.path(), DEFAULT_TIMEOUT);
         assert_eq!(out.code(), 0, "{}", out.stderr_str());
@@ -512,23 +513,31 @@ fn memoized_unwinds_equal_fresh_ones() {
         assert_eq!(out.code(), 0, "{}", out.stderr_str());
         serde_json::from_slice(&out.stdout).expect("json report")
     };
-    let memo = site_set(&report("1"));
-    let fresh = site_set(&report("0"));
-    // 20,000 calls over paths 0 to 6 deep through 3 functions: most of the
-    // 1,093 possible paths, each with up to 4 sizes.
-    let calls: i64 = memo
-        .iter()
-        .filter(|s| s.0.iter().any(|f| f.starts_with("step")))
-        .map(|s| s.1)
-        .sum();
-    assert_eq!(calls, 20_000, "allocations from the program's own paths");
-    assert!(memo.len() > 1_000, "only {} distinct sites", memo.len());
-    assert_eq!(
-        memo.len(),
-        fresh.len(),
-        "site count with and without the memo"
-    );
-    for (m, f) in memo.iter().zip(&fresh) {
-        assert_eq!(m, f, "a site differs with the memo");
+    // Full stacks; and stacks cut at 6 frames, so that a capture often
+    // reuses a cut record and must go on unwinding past its end.
+    for (depth, min_sites) in [("64", 1_000), ("6", 100)] {
+        let memo = site_set(&report("1", depth));
+        let fresh = site_set(&report("0", depth));
+        // 20,000 calls over paths 0 to 6 deep through 3 functions: most of
+        // the 1,093 possible paths, each with up to 4 sizes.
+        let calls: i64 = memo
+            .iter()
+            .filter(|s| s.0.iter().any(|f| f.starts_with("step")))
+            .map(|s| s.1)
+            .sum();
+        assert_eq!(calls, 20_000, "allocations from the program's own paths");
+        assert!(
+            memo.len() > min_sites,
+            "depth {depth}: only {} distinct sites",
+            memo.len()
+        );
+        assert_eq!(
+            memo.len(),
+            fresh.len(),
+            "depth {depth}: site count with and without the memo"
+        );
+        for (m, f) in memo.iter().zip(&fresh) {
+            assert_eq!(m, f, "depth {depth}: a site differs with the memo");
+        }
     }
 }

@@ -26,7 +26,7 @@ use super::MAX_STEPS;
 const MAX_READS: usize = 2 * MAX_STEPS;
 
 /// The unwinder's state at one frame.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct Step {
     /// Instruction pointer (the first frame) or return address (the others).
     pub ip: u64,
@@ -40,7 +40,8 @@ pub struct Step {
 
 /// One recorded unwind of a thread's stack.
 pub struct Record {
-    /// Generation of the module snapshot it was made with (0: unusable).
+    /// Generation of the module snapshot it was made with (0, which no
+    /// snapshot has: unusable).
     pub generation: u64,
     /// Whether it reached the end of the stack (else it stopped at the
     /// depth limit, at the step limit, or at an error: its last step was
@@ -107,7 +108,7 @@ impl Record {
         cursor: &mut usize,
         read: impl Fn(u64) -> Option<u64>,
     ) -> Option<usize> {
-        if self.generation != generation || self.generation == 0 {
+        if self.generation != generation {
             return None;
         }
         let (ip, sp, bp) = state;

@@ -210,17 +210,19 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
                             return false;
                         }
                     }
-                    if previous.complete || r.len == 0 {
+                    if previous.complete {
                         return false;
                     }
-                    // Go on from the last remembered frame, never unwound.
-                    let last = r.steps[r.len - 1];
+                    // Go on from the last remembered frame, never unwound
+                    // (taken from `previous`: a splice that did not fit
+                    // leaves `r` unusable but the frames are still right).
+                    let last = previous.steps[previous.len - 1];
                     let Some(next) = FrameAddress::from_return_address(last.ip) else {
                         return false;
                     };
                     address = next;
                     regs = UnwindRegsX86_64::new(last.ip, last.sp, last.bp);
-                    steps = r.len;
+                    steps += previous.len - j - 1;
                 } else {
                     if cursor < previous.len && previous.steps[cursor].sp == state.1 {
                         reuse_checks = reuse_checks.saturating_sub(1);
