@@ -25,16 +25,7 @@ fn valgrind_live_set_is_the_tally() {
     );
     let v = run.pid(t.pid);
     let mut m = Mismatches::default();
-    m.eq(
-        "valgrind in use at exit (bytes) - baseline",
-        v.in_use_bytes - base.in_use_bytes,
-        t.live_bytes,
-    );
-    m.eq(
-        "valgrind in use at exit (blocks) - baseline",
-        v.in_use_blocks - base.in_use_blocks,
-        t.live_blocks,
-    );
+    valgrind_live_vs_tally(&mut m, &v, &t, &base);
     m.eq(
         "valgrind allocs - frees - baseline",
         (v.allocs - v.frees) - (base.allocs - base.frees),
