@@ -2,7 +2,7 @@
 //! requests told apart by their first eight bytes.
 
 use std::fs::{self, DirBuilder};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -20,8 +20,48 @@ use crate::ingest::{ingest, SaveTo};
 use crate::registry::Registry;
 use crate::symbolize::SymbolCache;
 
-/// How often the accept loop checks whether it should stop.
-const POLL_INTERVAL_MS: i32 = 100;
+/// A request to stop serving that wakes the accept loop at once: a flag
+/// and a socket pair whose read end the loop polls beside the listener (a
+/// timed poll would make every `memcollect run` wait out its interval).
+#[derive(Debug)]
+pub struct Stop {
+    requested: Arc<AtomicBool>,
+    wake_rx: UnixStream,
+    wake_tx: UnixStream,
+}
+
+impl Stop {
+    /// A stop not yet requested.
+    pub fn new() -> io::Result<Stop> {
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        Ok(Stop {
+            requested: Arc::new(AtomicBool::new(false)),
+            wake_rx,
+            wake_tx,
+        })
+    }
+
+    /// Requests the stop and wakes the accept loop.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        // A full socket buffer already holds a wake-up; nothing else can fail here.
+        let _ = (&self.wake_tx).write(&[1]);
+    }
+
+    /// Requests the stop when one of `signals` arrives.
+    pub fn on_signals(&self, signals: &[i32]) -> io::Result<()> {
+        for &signal in signals {
+            signal_hook::flag::register(signal, Arc::clone(&self.requested))?;
+            signal_hook::low_level::pipe::register(signal, self.wake_tx.try_clone()?)?;
+        }
+        Ok(())
+    }
+
+    fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+}
 
 /// Counts the connections being served, to wait for them to finish.
 #[derive(Debug, Default)]
@@ -104,22 +144,24 @@ impl Server {
         &self.path
     }
 
-    /// Accepts connections until `stop` is set, then accepts those already
-    /// waiting and returns (connection threads go on).
-    pub fn serve(&self, stop: &AtomicBool) {
+    /// Accepts connections until `stop` is requested, then accepts those
+    /// already waiting and returns (connection threads go on).
+    pub fn serve(&self, stop: &Stop) {
         loop {
-            let stopping = stop.load(Ordering::Acquire);
+            let stopping = stop.is_requested();
             self.accept_waiting();
             if stopping {
                 return;
             }
-            let mut pfd = libc::pollfd {
-                fd: self.listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd, for the duration of the call.
-            unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) };
+            let mut fds = [self.listener.as_raw_fd(), stop.wake_rx.as_raw_fd()].map(|fd| {
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }
+            });
+            // SAFETY: valid pollfds, for the duration of the call.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         }
     }
 

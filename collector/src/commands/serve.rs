@@ -1,6 +1,5 @@
 //! `memcollect serve`: the long-running collector.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use memshim_proto::paths::socket_path;
@@ -8,7 +7,7 @@ use memshim_proto::paths::socket_path;
 use crate::cli::ServeArgs;
 use crate::failure::Failure;
 use crate::registry::Registry;
-use crate::server::Server;
+use crate::server::{Server, Stop};
 use crate::symbolize::SymbolCache;
 
 /// Serves until SIGINT or SIGTERM, then removes the socket.
@@ -24,11 +23,12 @@ pub fn serve(args: ServeArgs) -> Result<i32, Failure> {
         Arc::new(SymbolCache::default()),
         args.data_dir,
     )?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| format!("cannot install a signal handler: {e}"))?;
-    }
+    let stop = Stop::new()
+        .and_then(|stop| {
+            stop.on_signals(&[signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+            Ok(stop)
+        })
+        .map_err(|e| format!("cannot install a signal handler: {e}"))?;
     eprintln!("memcollect: listening on {}", server.path().display());
     server.serve(&stop);
     server.remove_socket();

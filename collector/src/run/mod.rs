@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use crate::commands::output::{emit, Terminal};
 use crate::failure::Failure;
 use crate::registry::Registry;
 use crate::report::build::{build_report, ReportOptions};
-use crate::server::Server;
+use crate::server::{Server, Stop};
 use crate::symbolize::SymbolCache;
 use private_dir::PrivateDir;
 use reaper::{become_subreaper, forward_signals, reap_all};
@@ -74,7 +74,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         Arc::clone(&cache),
         None,
     )?);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new().map_err(|e| format!("cannot start the collector: {e}"))?);
     let acceptor = {
         let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
         thread::Builder::new()
@@ -110,7 +110,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let reaped = reap_all();
     child_pid.store(0, Ordering::Release);
 
-    stop.store(true, Ordering::Release);
+    stop.request();
     if acceptor.join().is_err() {
         eprintln!("memcollect: the collector thread failed; the report may be incomplete");
     }
