@@ -31,6 +31,7 @@ mod python;
 mod queue;
 mod real;
 mod recorder;
+mod sampled_set;
 mod sampler;
 mod sender;
 mod stack;

@@ -17,7 +17,8 @@ use memshim_proto::Hello;
 
 use crate::config::Config;
 use crate::queue::{self, RawKind};
-use crate::sampler::{self, SampledSet};
+use crate::sampled_set::SampledSet;
+use crate::sampler;
 use crate::sender::{self, Sink};
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
@@ -70,6 +71,7 @@ fn init() {
         if let Some((start, end)) = modules::range_containing(init as *const () as usize) {
             stack::set_own_range(start, end);
         }
+        clock::choose_ticks();
         clock::reset_origin();
         queue::create(config.sample_bytes);
         sampler::configure(config.sample_bytes, config.sample_seed);

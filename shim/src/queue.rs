@@ -4,9 +4,13 @@
 //! queueing never allocates, locks or makes a system call. Stack definitions,
 //! much larger and much rarer, have a queue of their own. When a queue is
 //! full the producer waits for the sender (lossless back-pressure), unless no
-//! sender can drain it, in which case the event is dropped and counted.
+//! sender can drain it, in which case the event is dropped and counted. A
+//! waiting producer sleeps on a futex until the sender has drained the queue:
+//! on a machine with fewer cores than busy threads, spinning or yielding
+//! would take the CPU time the sender and the collector need to catch up.
 
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use memshim_proto::Event;
@@ -14,6 +18,7 @@ use memshim_proto::Event;
 use crate::clock;
 use crate::sender;
 use crate::stack::MAX_FRAMES;
+use crate::wake::Doorbell;
 
 /// Queue sizes when every call is recorded: room for bursts while the sender writes.
 const EXACT_CAPACITY: (usize, usize) = (1 << 14, 1 << 8);
@@ -61,6 +66,7 @@ pub enum RawKind {
 pub struct RawEvent {
     pub kind: RawKind,
     pub tid: u32,
+    /// When, in [`clock::ticks`] (the sender converts them).
     pub ts: u64,
     pub addr: u64,
     pub size: u64,
@@ -75,7 +81,7 @@ impl RawEvent {
         RawEvent {
             kind,
             tid,
-            ts: clock::since_start_ns(),
+            ts: clock::ticks(),
             addr,
             size: 0,
             aux: 0,
@@ -105,6 +111,10 @@ pub struct Channel {
 
 static CHANNEL: AtomicPtr<Channel> = AtomicPtr::new(std::ptr::null_mut());
 static LOST: AtomicU64 = AtomicU64::new(0);
+/// Producers waiting for room in a queue.
+static WAITERS: AtomicU32 = AtomicU32::new(0);
+/// Rung by the sender when it has drained the queues and producers wait.
+static DRAINED: Doorbell = Doorbell::new();
 static WAIT_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Creates this process's queues, sized for the sampling mean
@@ -162,18 +172,30 @@ pub fn push_stack(ch: &Channel, rec: StackRecord) {
 #[cold]
 fn wait_push(mut try_push: impl FnMut() -> Result<(), ()>) {
     let start = clock::monotonic_ns();
-    loop {
-        if try_push().is_ok() {
-            break;
-        }
-        if !sender::is_live() {
-            LOST.fetch_add(1, Ordering::Relaxed);
-            break;
-        }
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+    WAITERS.fetch_add(1, Ordering::SeqCst);
+    sender::wake();
+    let mut pushed = false;
+    // The doorbell is polled every millisecond, so a sender that died (or a
+    // wake-up that crossed the waiter count) costs a millisecond, never a hang.
+    DRAINED.wait_for(
+        || {
+            pushed = try_push().is_ok();
+            pushed || !sender::is_live()
+        },
+        Duration::MAX,
+    );
+    WAITERS.fetch_sub(1, Ordering::SeqCst);
+    if !pushed {
+        LOST.fetch_add(1, Ordering::Relaxed);
     }
     WAIT_NS.fetch_add(clock::monotonic_ns() - start, Ordering::Relaxed);
+}
+
+/// Called by the sender after draining: wakes the producers waiting for room.
+pub fn drained() {
+    if WAITERS.load(Ordering::SeqCst) != 0 {
+        DRAINED.ring_all();
+    }
 }
 
 /// Events dropped so far because nothing could drain the queue.
@@ -190,4 +212,5 @@ pub fn wait_ns() -> u64 {
 pub fn reset_counters() {
     LOST.store(0, Ordering::Relaxed);
     WAIT_NS.store(0, Ordering::Relaxed);
+    WAITERS.store(0, Ordering::Relaxed);
 }

@@ -15,14 +15,14 @@ use crate::lifecycle;
 use crate::python;
 use crate::queue::{self, Channel, RawEvent, RawKind, StackRecord};
 use crate::real;
-use crate::sampler::{self, Membership, SampledSet};
+use crate::sampled_set::{Membership, SampledSet};
+use crate::sampler;
 use crate::stack::{self, Frames, SeenSet, MAX_FRAMES};
 use crate::thread_state::Guard;
 
 static RECORDING: AtomicBool = AtomicBool::new(false);
 static SEEN: AtomicPtr<SeenSet> = AtomicPtr::new(std::ptr::null_mut());
 static DEPTH: AtomicUsize = AtomicUsize::new(0);
-static SAMPLED: AtomicPtr<SampledSet> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Arms recording with the given stack depth and interning table, and, when
 /// sampling, the set of sampled addresses.
@@ -30,16 +30,9 @@ pub fn start(depth: usize, seen: SeenSet, sampled: Option<SampledSet>) {
     DEPTH.store(depth, Ordering::Relaxed);
     SEEN.store(Box::into_raw(Box::new(seen)), Ordering::Release);
     if let Some(set) = sampled {
-        SAMPLED.store(Box::into_raw(Box::new(set)), Ordering::Release);
+        SampledSet::install(set);
     }
     RECORDING.store(true, Ordering::Release);
-}
-
-/// The sampled-address set, when sampling is on.
-#[inline(always)]
-fn sampled_set() -> Option<&'static SampledSet> {
-    // SAFETY: a published set is never freed.
-    unsafe { SAMPLED.load(Ordering::Acquire).as_ref() }
 }
 
 /// Stops recording for good (no collector, or the process is ending).
@@ -147,13 +140,14 @@ fn current_stack(rec: &Recording, may_allocate: bool) -> u64 {
 }
 
 /// Records a block returned by an allocation function (if it is sampled).
-#[inline(always)]
+/// Out of line: the hooks' fast path ([`sampler::skip`]) must stay small.
+#[inline(never)]
 pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
     if !sampler::sample(size) {
         return;
     }
     let Some(rec) = begin() else { return };
-    if let Some(set) = sampled_set() {
+    if let Some(set) = SampledSet::global() {
         // A full neighbourhood only means this block's free is recorded anyway.
         set.insert(ptr as u64);
     }
@@ -168,7 +162,7 @@ pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
         RawEvent {
             kind,
             tid: rec.guard.tid(),
-            ts: clock::since_start_ns(),
+            ts: clock::ticks(),
             addr: ptr as u64,
             size: size as u64,
             aux: usable,
@@ -180,10 +174,10 @@ pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
 
 /// Records that a block is about to be released (by `free`, or by `realloc`
 /// if `realloc`). When sampling, only sampled blocks are recorded; returns
-/// whether this one was.
-#[inline(always)]
+/// whether this one was. Out of line, like [`alloc`].
+#[inline(never)]
 pub fn free(ptr: *mut c_void, realloc: bool) -> bool {
-    if let Some(set) = sampled_set() {
+    if let Some(set) = SampledSet::global() {
         if set.remove(ptr as u64) == Membership::NotSampled {
             return false;
         }
@@ -205,7 +199,7 @@ pub fn free(ptr: *mut c_void, realloc: bool) -> bool {
 /// allocated (call only if its release was recorded).
 pub fn realloc_failed(ptr: *mut c_void) {
     let Some(rec) = begin() else { return };
-    if let Some(set) = sampled_set() {
+    if let Some(set) = SampledSet::global() {
         set.insert(ptr as u64);
     }
     queue::push(
@@ -223,7 +217,7 @@ pub fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32) {
         RawEvent {
             kind: RawKind::Mmap,
             tid: rec.guard.tid(),
-            ts: clock::since_start_ns(),
+            ts: clock::ticks(),
             addr: addr as u64,
             size: len as u64,
             aux: (u64::from(prot as u32) << 32) | u64::from(flags as u32),

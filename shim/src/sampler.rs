@@ -9,9 +9,10 @@
 //! collector scales each record by the inverse of that probability, which
 //! makes its totals unbiased.
 //!
-//! The unsampled fast path is a thread-local subtraction and a branch.
-//! Frees must not cost a queue push either: sampled addresses are kept in a
-//! small lock-free set ([`SampledSet`]) and only their frees are recorded.
+//! The unsampled fast path ([`skip`]) is a thread-local subtraction and a
+//! branch. Frees must not cost a queue push either: sampled addresses are
+//! kept in a small lock-free set ([`crate::sampled_set`]) and only their
+//! frees are recorded.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,8 +34,24 @@ pub fn enabled() -> bool {
     MEAN.load(Ordering::Relaxed) != 0
 }
 
-/// Whether an allocation of `size` bytes is to be recorded.
+/// The hooks' fast path: true when an allocation of `size` bytes is surely
+/// not sampled, having counted it towards the next sample point. False
+/// (counting nothing) when [`sample`] must decide: in exact mode, before
+/// the thread's first point is drawn, for large blocks, and when a sample
+/// point falls inside this allocation.
 #[inline(always)]
+pub fn skip(size: usize) -> bool {
+    // SAFETY: this thread's own state.
+    let tls = unsafe { &mut *thread_state::sampler_tls() };
+    // `countdown` is positive only once sampling is on and the thread seeded.
+    if (size as u64) < MEAN.load(Ordering::Relaxed) && tls.countdown > size as i64 {
+        tls.countdown -= size as i64;
+        return true;
+    }
+    false
+}
+
+/// Whether an allocation of `size` bytes is to be recorded.
 pub fn sample(size: usize) -> bool {
     let mean = MEAN.load(Ordering::Relaxed);
     if mean == 0 || size as u64 >= mean {
@@ -81,99 +98,4 @@ fn exponential(rng: &mut u64, mean: u64) -> i64 {
     let bits = rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
     let u = (bits as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
     ((-u.ln() * mean as f64) as i64).max(1)
-}
-
-const SET_SLOTS: usize = 1 << 20;
-const MAX_PROBES: usize = 32;
-const EMPTY: u64 = 0;
-const TOMBSTONE: u64 = 1;
-
-/// The addresses of sampled blocks still live, so that only their frees are
-/// recorded. Open addressing over atomics: an insert takes the first empty
-/// or dead slot, a removal leaves a tombstone. Live addresses are unique, so
-/// concurrent operations never race on one key. When the probe limit is hit
-/// the set answers "maybe": the free is then recorded, and the collector
-/// ignores frees of blocks it never saw, so the limit costs speed, never
-/// correctness.
-pub struct SampledSet {
-    slots: *const AtomicU64,
-}
-
-// SAFETY: the slots are atomics in a mapping that lives as long as the process.
-unsafe impl Sync for SampledSet {}
-unsafe impl Send for SampledSet {}
-
-/// What the set knows of an address.
-#[derive(PartialEq, Eq)]
-pub enum Membership {
-    /// It was sampled (and is now removed).
-    Sampled,
-    /// It was not sampled.
-    NotSampled,
-    /// The set cannot tell (probe limit): treat as sampled.
-    Unknown,
-}
-
-impl SampledSet {
-    /// Maps the table (8 MiB of address space, touched as used). Runs under the guard.
-    pub fn new() -> Option<SampledSet> {
-        // SAFETY: an anonymous private mapping with no address hint.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SET_SLOTS * 8,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        (p != libc::MAP_FAILED).then(|| SampledSet { slots: p.cast() })
-    }
-
-    #[inline(always)]
-    fn slot(&self, i: usize) -> &AtomicU64 {
-        // SAFETY: callers mask `i` into the table.
-        unsafe { &*self.slots.add(i & (SET_SLOTS - 1)) }
-    }
-
-    #[inline(always)]
-    fn home(addr: u64) -> usize {
-        (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize
-    }
-
-    /// Adds a sampled address; returns `false` if no slot was free nearby.
-    pub fn insert(&self, addr: u64) -> bool {
-        let home = Self::home(addr);
-        for i in 0..MAX_PROBES {
-            let cell = self.slot(home + i);
-            let cur = cell.load(Ordering::Relaxed);
-            if (cur == EMPTY || cur == TOMBSTONE)
-                && cell
-                    .compare_exchange(cur, addr, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Removes `addr` if present.
-    #[inline(always)]
-    pub fn remove(&self, addr: u64) -> Membership {
-        let home = Self::home(addr);
-        for i in 0..MAX_PROBES {
-            let cell = self.slot(home + i);
-            let cur = cell.load(Ordering::Acquire);
-            if cur == addr {
-                cell.store(TOMBSTONE, Ordering::Release);
-                return Membership::Sampled;
-            }
-            if cur == EMPTY {
-                return Membership::NotSampled;
-            }
-        }
-        Membership::Unknown
-    }
 }

@@ -17,7 +17,7 @@ use memshim_proto::{
     Alloc, AllocKind, Encoder, End, EndReason, Event, Free, Hello, Mmap, Munmap, StackDef, Stats,
 };
 
-use crate::clock;
+use crate::clock::{self, TickConverter};
 use crate::modules::ModuleTracker;
 use crate::queue::{self, Channel, RawEvent, RawKind};
 use crate::wake::Doorbell;
@@ -130,11 +130,14 @@ fn run(mut sink: Sink, mut encoder: Encoder) {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut last_stats = 0;
     let mut lost_sent = 0;
+    let mut clock = TickConverter::new();
     loop {
         let flush_request = FLUSH_REQUESTED.load(Ordering::Acquire);
         let Some(ch) = queue::channel() else { return };
+        clock.calibrate();
         let now = clock::since_start_ns();
-        drain(ch, &mut batch);
+        drain(ch, &clock, &mut batch);
+        queue::drained();
         if now - last_stats >= STATS_NS {
             last_stats = now;
             batch.push(Event::Stats(stats(now)));
@@ -167,7 +170,7 @@ fn run(mut sink: Sink, mut encoder: Encoder) {
     }
 }
 
-fn drain(ch: &Channel, batch: &mut Vec<Event>) {
+fn drain(ch: &Channel, clock: &TickConverter, batch: &mut Vec<Event>) {
     // Rare events first: frames of later events may point into new modules,
     // and a leak scan must precede the `End` queued after it.
     while let Some(event) = ch.rare.pop() {
@@ -181,16 +184,17 @@ fn drain(ch: &Channel, batch: &mut Vec<Event>) {
     }
     while batch.len() < BATCH_EVENTS {
         match ch.events.pop() {
-            Some(raw) => batch.push(convert(raw)),
+            Some(raw) => batch.push(convert(raw, clock.since_start_ns(raw.ts))),
             None => break,
         }
     }
 }
 
-fn convert(r: RawEvent) -> Event {
+/// The protocol event for `r`, which happened `ts` ns after the origin.
+fn convert(r: RawEvent, ts: u64) -> Event {
     let alloc = |kind| {
         Event::Alloc(Alloc {
-            ts: r.ts,
+            ts,
             tid: r.tid,
             addr: r.addr,
             size: r.size,
@@ -201,7 +205,7 @@ fn convert(r: RawEvent) -> Event {
     };
     let free = |realloc| {
         Event::Free(Free {
-            ts: r.ts,
+            ts,
             tid: r.tid,
             addr: r.addr,
             realloc,
@@ -215,12 +219,12 @@ fn convert(r: RawEvent) -> Event {
         RawKind::Free => free(false),
         RawKind::ReallocFree => free(true),
         RawKind::ReallocFailed => Event::ReallocFailed {
-            ts: r.ts,
+            ts,
             tid: r.tid,
             addr: r.addr,
         },
         RawKind::Mmap => Event::Mmap(Mmap {
-            ts: r.ts,
+            ts,
             tid: r.tid,
             addr: r.addr,
             len: r.size,
@@ -230,17 +234,17 @@ fn convert(r: RawEvent) -> Event {
             stack: r.stack,
         }),
         RawKind::Munmap => Event::Munmap(Munmap {
-            ts: r.ts,
+            ts,
             tid: r.tid,
             addr: r.addr,
             len: r.size,
         }),
         RawKind::Forked => Event::Forked {
-            ts: r.ts,
+            ts,
             child_pid: r.addr as u32,
         },
         RawKind::EndExit => Event::End(End {
-            ts: r.ts,
+            ts,
             reason: if r.aux != 0 {
                 EndReason::Exit(r.addr as i32)
             } else {
@@ -248,9 +252,9 @@ fn convert(r: RawEvent) -> Event {
             },
             lost_events: queue::lost(),
         }),
-        RawKind::ScanRequest => Event::ScanRequest { ts: r.ts },
+        RawKind::ScanRequest => Event::ScanRequest { ts },
         RawKind::EndExec => Event::End(End {
-            ts: r.ts,
+            ts,
             reason: EndReason::Exec,
             lost_events: queue::lost(),
         }),
@@ -280,6 +284,11 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Cuts the sender's idle sleep short (a producer found a queue full).
+pub fn wake() {
+    DOORBELL.ring();
 }
 
 /// A descriptor on which the collector's replies can be read, if the stream

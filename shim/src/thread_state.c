@@ -16,7 +16,9 @@ struct memshim_thread_state {
     uint64_t sample_rng;      /* xorshift state, 0 until seeded */
 };
 
-static __thread struct memshim_thread_state state
-    __attribute__((tls_model("initial-exec")));
+/* Hidden, so that Rust can address it directly with an initial-exec TLS
+ * relocation on x86_64 (thread_state.rs); other targets call the accessor. */
+__thread struct memshim_thread_state memshim_tls_state
+    __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
-struct memshim_thread_state *memshim_thread_state(void) { return &state; }
+struct memshim_thread_state *memshim_thread_state(void) { return &memshim_tls_state; }

@@ -41,13 +41,47 @@ pub struct UnwindTls {
     pub status: u32,
 }
 
+#[cfg(target_arch = "x86_64")]
+extern "C" {
+    /// The C definition (a TLS variable; only its address is ever taken, in `state`).
+    static memshim_tls_state: ThreadState;
+}
+
+/// This thread's state: its initial-exec TLS block, valid for the thread's
+/// whole life and touched by this thread only.
+///
+/// On x86_64 the address is computed inline, as a C compiler does for an
+/// initial-exec variable: the thread pointer plus the variable's offset from
+/// the GOT. That keeps a function call off the hooks' fast path, which must
+/// stay a few instructions long (stable Rust has no `#[thread_local]`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn state() -> *mut ThreadState {
+    let p: *mut ThreadState;
+    // SAFETY: reads the thread pointer and a GOT entry the dynamic linker
+    // filled with the variable's TLS offset; nothing is written.
+    unsafe {
+        std::arch::asm!(
+            "mov {p}, qword ptr fs:[0]",
+            "add {p}, qword ptr [rip + {var}@GOTTPOFF]",
+            p = out(reg) p,
+            var = sym memshim_tls_state,
+            options(pure, readonly, nostack),
+        );
+    }
+    p
+}
+
+#[cfg(not(target_arch = "x86_64"))]
 extern "C" {
     fn memshim_thread_state() -> *mut ThreadState;
 }
 
+/// This thread's state (see the x86_64 version), through the C accessor.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
 fn state() -> *mut ThreadState {
-    // SAFETY: returns the address of this thread's initial-exec TLS block,
-    // valid for the thread's whole life and touched by this thread only.
+    // SAFETY: the accessor returns this thread's initial-exec TLS block.
     unsafe { memshim_thread_state() }
 }
 

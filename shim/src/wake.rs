@@ -27,8 +27,9 @@ impl Doorbell {
     /// right after a failed test is never missed). Returns whether `done()`
     /// held. Polls `done()` at least every millisecond, for conditions that
     /// change without a ring (a peer that died).
-    pub fn wait_for(&self, done: impl Fn() -> bool, timeout: Duration) -> bool {
-        let deadline = crate::clock::monotonic_ns() + timeout.as_nanos() as u64;
+    pub fn wait_for(&self, mut done: impl FnMut() -> bool, timeout: Duration) -> bool {
+        let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let deadline = crate::clock::monotonic_ns().saturating_add(timeout_ns);
         loop {
             let seen = self.0.load(Ordering::Acquire);
             if done() {
@@ -62,6 +63,15 @@ impl Doorbell {
 
     /// Wakes the sleeper, if any.
     pub fn ring(&self) {
+        self.wake(1);
+    }
+
+    /// Wakes every thread waiting on this doorbell.
+    pub fn ring_all(&self) {
+        self.wake(i32::MAX);
+    }
+
+    fn wake(&self, count: i32) {
         self.0.fetch_add(1, Ordering::Release);
         // SAFETY: a futex wake on our own aligned word.
         unsafe {
@@ -69,7 +79,7 @@ impl Doorbell {
                 libc::SYS_futex,
                 self.0.as_ptr(),
                 libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                1,
+                count,
             );
         }
     }

@@ -3,6 +3,13 @@
 //! Until the real functions are resolved (only while `dlsym` runs), blocks
 //! come from the bootstrap arena; they are never recorded and never passed to
 //! the real allocator.
+//!
+//! The hot hooks (`malloc`, `calloc`, `realloc`, `free`) decide first, from
+//! the size or the address alone, whether the call can go unrecorded (when
+//! sampling, nearly always: see [`sampler::skip`] and
+//! [`SampledSet::surely_absent`]). Such a call ends in a tail call of the
+//! real function: no stack frame, a handful of instructions. Everything
+//! else happens out of line, in the recorder.
 
 use std::ffi::{c_int, c_void};
 
@@ -12,6 +19,15 @@ use crate::bootstrap;
 use crate::queue::RawKind;
 use crate::real;
 use crate::recorder;
+use crate::sampled_set::SampledSet;
+use crate::sampler;
+
+/// Whether the release of `ptr` can go unrecorded: sampling is on and the
+/// block was not sampled.
+#[inline(always)]
+fn unsampled_block(ptr: *mut c_void) -> bool {
+    SampledSet::global().is_some_and(|set| set.surely_absent(ptr as u64))
+}
 
 #[inline(always)]
 fn recorded(p: *mut c_void, size: usize, kind: RawKind) -> *mut c_void {
@@ -25,6 +41,7 @@ fn recorded(p: *mut c_void, size: usize, kind: RawKind) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     match real::get() {
+        Some(real) if sampler::skip(size) => (real.malloc)(size),
         Some(real) => recorded((real.malloc)(size), size, RawKind::Malloc),
         None => bootstrap::alloc(size, 16).cast(),
     }
@@ -34,6 +51,7 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn calloc(nmemb: size_t, size: size_t) -> *mut c_void {
     match real::get() {
+        Some(real) if sampler::skip(nmemb.wrapping_mul(size)) => (real.calloc)(nmemb, size),
         Some(real) => recorded(
             (real.calloc)(nmemb, size),
             nmemb.wrapping_mul(size),
@@ -55,6 +73,9 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void 
     };
     if bootstrap::contains(ptr.cast()) {
         return realloc_bootstrap(ptr, size, Some(real));
+    }
+    if (ptr.is_null() || unsampled_block(ptr)) && sampler::skip(size) {
+        return (real.realloc)(ptr, size);
     }
     if ptr.is_null() {
         return recorded((real.realloc)(ptr, size), size, RawKind::Realloc);
@@ -111,7 +132,9 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         return;
     }
     if let Some(real) = real::get() {
-        recorder::free(ptr, false);
+        if !unsampled_block(ptr) {
+            recorder::free(ptr, false);
+        }
         (real.free)(ptr);
     }
 }

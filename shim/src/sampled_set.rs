@@ -1,0 +1,224 @@
+//! The addresses of sampled blocks still live, so that when sampling only
+//! their frees are recorded.
+//!
+//! Every `free` asks this set, so the usual answer ("not sampled") must cost
+//! one load from a small, cache-resident table. Addresses hash to buckets of
+//! [`SLOTS_PER_BUCKET`] slots (one cache line); beside the slots, one byte
+//! per bucket counts its members. A zero count answers at once; only a
+//! bucket that holds sampled blocks is searched.
+//!
+//! Buckets never spill into their neighbours, so a removal simply empties its
+//! slot: there are no tombstones to pile up over a long run, and lookups stay
+//! as short as on the first day. A full bucket (more than eight live sampled
+//! blocks hashing together, which takes hundreds of thousands of them) marks
+//! itself *overflowed* for good; the set then answers "unknown" for that
+//! bucket's misses, and those frees are recorded (the collector ignores frees
+//! of blocks it never saw), so overflow costs speed, never correctness.
+//!
+//! All operations are lock-free atomics. Live addresses are unique, so two
+//! threads never race on one address: the insert happens before `malloc`
+//! returns it, the removal before `free` hands it back.
+
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+
+/// log2 of the number of buckets.
+const BUCKET_BITS: u32 = 16;
+const BUCKETS: usize = 1 << BUCKET_BITS;
+/// Slots per bucket: eight 8-byte addresses, one cache line.
+pub const SLOTS_PER_BUCKET: usize = 8;
+const EMPTY: u64 = 0;
+/// Set in a bucket's count byte once an insert found the bucket full.
+const OVERFLOWED: u8 = 0x80;
+
+/// What the set knows of an address.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// It was sampled (and is now removed).
+    Sampled,
+    /// It was not sampled.
+    NotSampled,
+    /// The set cannot tell (its bucket overflowed): treat as sampled.
+    Unknown,
+}
+
+/// A lock-free set of sampled block addresses (see the module docs).
+pub struct SampledSet {
+    slots: *const AtomicU64,
+    counts: *const AtomicU8,
+}
+
+// SAFETY: the table is atomics in a mapping that lives as long as the process.
+unsafe impl Sync for SampledSet {}
+unsafe impl Send for SampledSet {}
+
+static GLOBAL: AtomicPtr<SampledSet> = AtomicPtr::new(std::ptr::null_mut());
+
+impl SampledSet {
+    /// Maps the table: 4 MiB of slots and 64 KiB of counts, in address
+    /// space reserved without backing, touched as used. Runs under the guard.
+    pub fn new() -> Option<SampledSet> {
+        let slot_bytes = BUCKETS * SLOTS_PER_BUCKET * 8;
+        // SAFETY: an anonymous private mapping with no address hint.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                slot_bytes + BUCKETS,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        Some(SampledSet {
+            slots: p.cast(),
+            // SAFETY: the counts follow the slots inside the mapping.
+            counts: unsafe { p.cast::<u8>().add(slot_bytes).cast() },
+        })
+    }
+
+    /// Makes `set` the process's set (it lives until the process ends).
+    pub fn install(set: SampledSet) {
+        GLOBAL.store(Box::into_raw(Box::new(set)), Ordering::Release);
+    }
+
+    /// The process's set, when sampling is on.
+    #[inline(always)]
+    pub fn global() -> Option<&'static SampledSet> {
+        // SAFETY: an installed set is never freed.
+        unsafe { GLOBAL.load(Ordering::Acquire).as_ref() }
+    }
+
+    #[inline(always)]
+    fn bucket(addr: u64) -> usize {
+        (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - BUCKET_BITS)) as usize
+    }
+
+    #[inline(always)]
+    fn count(&self, bucket: usize) -> &AtomicU8 {
+        // SAFETY: `bucket` < BUCKETS, inside the counts.
+        unsafe { &*self.counts.add(bucket) }
+    }
+
+    #[inline(always)]
+    fn slot(&self, bucket: usize, i: usize) -> &AtomicU64 {
+        // SAFETY: `bucket` < BUCKETS and `i` < SLOTS_PER_BUCKET, inside the slots.
+        unsafe { &*self.slots.add(bucket * SLOTS_PER_BUCKET + i) }
+    }
+
+    /// The fast test of `free`: true if `addr` is surely not in the set.
+    #[inline(always)]
+    pub fn surely_absent(&self, addr: u64) -> bool {
+        self.count(Self::bucket(addr)).load(Ordering::Acquire) == 0
+    }
+
+    /// Adds a sampled address; returns `false` if its bucket was full.
+    pub fn insert(&self, addr: u64) -> bool {
+        let bucket = Self::bucket(addr);
+        for i in 0..SLOTS_PER_BUCKET {
+            let cell = self.slot(bucket, i);
+            if cell.load(Ordering::Relaxed) == EMPTY
+                && cell
+                    .compare_exchange(EMPTY, addr, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.count(bucket).fetch_add(1, Ordering::AcqRel);
+                return true;
+            }
+        }
+        self.count(bucket).fetch_or(OVERFLOWED, Ordering::AcqRel);
+        false
+    }
+
+    /// Removes `addr` if present.
+    pub fn remove(&self, addr: u64) -> Membership {
+        let bucket = Self::bucket(addr);
+        let count = self.count(bucket).load(Ordering::Acquire);
+        if count == 0 {
+            return Membership::NotSampled;
+        }
+        for i in 0..SLOTS_PER_BUCKET {
+            let cell = self.slot(bucket, i);
+            if cell.load(Ordering::Acquire) == addr {
+                cell.store(EMPTY, Ordering::Release);
+                self.count(bucket).fetch_sub(1, Ordering::AcqRel);
+                return Membership::Sampled;
+            }
+        }
+        if count & OVERFLOWED != 0 {
+            Membership::Unknown
+        } else {
+            Membership::NotSampled
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` distinct addresses that all hash to `bucket`.
+    fn colliding(bucket: usize, n: usize) -> Vec<u64> {
+        (1u64..)
+            .map(|i| i * 16)
+            .filter(|&a| SampledSet::bucket(a) == bucket)
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn members_are_found_once_and_others_never() {
+        let set = SampledSet::new().unwrap();
+        let addrs: Vec<u64> = (1..=5000u64).map(|i| 0x5555_0000_0000 + i * 48).collect();
+        for &a in &addrs {
+            assert!(set.insert(a));
+        }
+        for &a in &addrs {
+            assert!(!set.surely_absent(a));
+            assert_eq!(set.remove(a), Membership::Sampled);
+            assert_eq!(set.remove(a), Membership::NotSampled);
+        }
+        // Every bucket is empty again: the fast test answers for all.
+        assert!((0..BUCKETS).all(|b| set.count(b).load(Ordering::Relaxed) == 0));
+        assert!(addrs.iter().all(|&a| set.surely_absent(a)));
+    }
+
+    #[test]
+    fn a_full_bucket_answers_unknown_for_misses_but_finds_members() {
+        let set = SampledSet::new().unwrap();
+        let addrs = colliding(7, SLOTS_PER_BUCKET + 2);
+        for &a in &addrs[..SLOTS_PER_BUCKET] {
+            assert!(set.insert(a));
+        }
+        assert!(!set.insert(addrs[SLOTS_PER_BUCKET]));
+        assert_eq!(set.remove(addrs[3]), Membership::Sampled);
+        // The address that did not fit, and one never inserted: unknown.
+        assert_eq!(set.remove(addrs[SLOTS_PER_BUCKET]), Membership::Unknown);
+        assert_eq!(set.remove(addrs[SLOTS_PER_BUCKET + 1]), Membership::Unknown);
+        // The freed slot takes a new member.
+        assert!(set.insert(addrs[SLOTS_PER_BUCKET + 1]));
+        assert_eq!(set.remove(addrs[SLOTS_PER_BUCKET + 1]), Membership::Sampled);
+    }
+
+    #[test]
+    fn removals_leave_no_residue_over_a_long_run() {
+        // With tombstones, a million insert/remove rounds over random
+        // addresses would fill the table; here every bucket ends empty.
+        let set = SampledSet::new().unwrap();
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for _ in 0..1_000_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = x & !15;
+            if a == EMPTY {
+                continue;
+            }
+            assert!(set.insert(a));
+            assert_eq!(set.remove(a), Membership::Sampled);
+        }
+        assert!((0..BUCKETS).all(|b| set.count(b).load(Ordering::Relaxed) == 0));
+    }
+}
