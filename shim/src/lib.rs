@@ -37,6 +37,7 @@ mod sender;
 mod stack;
 mod thread_state;
 mod threads;
+mod trace_file;
 mod unwind;
 mod wake;
 mod watcher;

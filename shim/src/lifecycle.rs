@@ -22,7 +22,7 @@ use crate::sampler;
 use crate::sender::{self, Sink};
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
-use crate::{clock, leakscan, modules, real, recorder, watcher};
+use crate::{clock, leakscan, modules, real, recorder, trace_file, watcher};
 
 const INIT_NONE: u8 = 0;
 const INIT_RUNNING: u8 = 1;
@@ -127,7 +127,7 @@ fn start_stream(forked_from: Option<u32>) {
     let sink = match UnixStream::connect(&config.socket) {
         Ok(s) => Some(Sink::Socket(s)),
         Err(connect_err) => match config.output_path(hello.pid) {
-            Some(path) => match std::fs::File::create(&path) {
+            Some(path) => match trace_file::open(&path, hello.pid) {
                 Ok(f) => Some(Sink::File(f)),
                 Err(e) => {
                     crate::warn(&format!(
