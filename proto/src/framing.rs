@@ -12,12 +12,14 @@
 //!
 //! The wire form ([`crate::wire`]) codes allocations and frees as differences
 //! from the previous event, and varints keep those small numbers short: a
-//! stream is stateful, decoded frame after frame from its start.
+//! stream is stateful, decoded frame after frame from its start. Batches are
+//! coded by hand, byte for byte as bincode codes them; only events without a
+//! compact form go through bincode itself.
 
 use std::io::{self, Read, Write};
 
 use crate::event::Event;
-use crate::wire::{Decoder, Encoder, Wire};
+use crate::wire::{Decoder, Encoder};
 
 /// The first eight bytes of every event stream and trace file.
 pub const STREAM_MAGIC: [u8; 8] = *b"MEMSHIM\x00";
@@ -32,7 +34,8 @@ pub const HEADER_LEN: usize = 12;
 /// Largest frame a reader accepts; anything larger means a corrupt or hostile stream.
 pub const MAX_FRAME_LEN: usize = 64 << 20;
 
-fn config() -> impl bincode::config::Config {
+/// bincode's configuration for everything in a frame.
+pub(crate) fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_FRAME_LEN>()
 }
 
@@ -105,32 +108,32 @@ impl Encoder {
     /// Encoding into a caller-owned buffer lets the sender reuse one
     /// allocation for every batch.
     pub fn encode_frame(&mut self, events: &[Event], out: &mut Vec<u8>) {
-        encode_message(&self.encode(events), out);
+        framed(out, |out| self.encode_batch(events, out));
     }
 }
 
 impl Decoder {
     /// Decodes the payload of one frame (without its length prefix).
     pub fn decode_payload(&mut self, payload: &[u8]) -> Result<Vec<Event>, FrameError> {
-        let (wire, used): (Vec<Wire>, usize) = bincode::serde::decode_from_slice(payload, config())
-            .map_err(|e| FrameError::Decode(e.to_string()))?;
-        if used != payload.len() {
-            return Err(FrameError::Decode(format!(
-                "{} trailing bytes after a batch",
-                payload.len() - used
-            )));
-        }
-        self.decode(wire).map_err(FrameError::Decode)
+        self.decode_batch(payload)
+            .map_err(|e| FrameError::Decode(e.to_string()))
     }
 }
 
 /// Appends one frame holding any serializable message (the collector's
 /// replies, such as [`crate::LiveSet`]), length prefix included.
 pub fn encode_message<T: serde::Serialize>(message: &T, out: &mut Vec<u8>) {
+    framed(out, |out| {
+        bincode::serde::encode_into_std_write(message, out, config())
+            .expect("writing to a Vec cannot fail");
+    });
+}
+
+/// Appends the length prefix, then the payload `write` appends, then fills the prefix in.
+fn framed(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    bincode::serde::encode_into_std_write(message, out, config())
-        .expect("writing to a Vec cannot fail");
+    write(out);
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }

@@ -15,6 +15,7 @@ pub mod event;
 pub mod framing;
 pub mod paths;
 pub mod python;
+mod varint;
 pub mod wire;
 
 pub use event::*;

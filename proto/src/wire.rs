@@ -7,54 +7,58 @@
 //! the stack as a small per-stream index instead of its 64-bit hash. The
 //! kind is folded into the variant tag. Everything else travels as is.
 //!
+//! A batch is what bincode 2 (standard config) makes of a `Vec` of this enum
+//! (field order as listed; `i64` are the differences):
+//!
+//! ```text
+//! enum Wire {
+//!     Full(Event),              // 0: any event without a compact form
+//!     NewStack(StackId),        // 1: gives the id the next stack index (0, 1, 2, …)
+//!     Malloc(CompactAlloc),     // 2
+//!     Calloc(CompactAlloc),     // 3
+//!     Realloc(CompactAlloc),    // 4
+//!     Aligned(CompactAlloc),    // 5
+//!     Free(CompactFree),        // 6
+//!     ReallocFree(CompactFree), // 7: the old block of a `realloc`
+//! }
+//! CompactAlloc { dt_us: i64, dtid: i64, daddr: i64, size: u64, slack: u64, stack: u32 }
+//! CompactFree  { dt_us: i64, dtid: i64, daddr: i64 }
+//! ```
+//!
+//! [`Encoder`] and [`Decoder`] write and read those bytes directly, for
+//! speed (the private `varint` module says why by hand); only [`Event`]s
+//! without a compact form go through bincode. The tests check the bytes
+//! against bincode's own serialization of that enum.
+//!
 //! [`Encoder`] and [`Decoder`] hold the state the differences are relative
 //! to; one of each per stream, fed every frame in order.
 
 use std::collections::HashMap;
-
-use serde::{Deserialize, Serialize};
+use std::fmt;
 
 use crate::event::{Alloc, AllocKind, Event, Free, StackId};
+use crate::framing::config;
+use crate::varint::{self, Reader, VarintError};
 
-/// One event as encoded in a frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Wire {
-    /// Any event without a compact form.
-    Full(Event),
-    /// Gives `id` the next stack index (0, 1, 2, … in order of appearance).
-    NewStack(StackId),
-    /// `malloc`
-    Malloc(CompactAlloc),
-    /// `calloc`
-    Calloc(CompactAlloc),
-    /// `realloc`
-    Realloc(CompactAlloc),
-    /// aligned allocations
-    Aligned(CompactAlloc),
-    /// `free`
-    Free(CompactFree),
-    /// the old block of a `realloc`
-    ReallocFree(CompactFree),
-}
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
 
-/// An allocation, relative to the previous event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CompactAlloc {
-    dt_us: i64,
-    dtid: i64,
-    daddr: i64,
-    size: u64,
-    slack: u64,
-    stack: u32,
-}
+/// Variant tags, in the order of the enum above (each one byte on the wire: all are under 251).
+const FULL: u32 = 0;
+const NEW_STACK: u32 = 1;
+const MALLOC: u32 = 2;
+const CALLOC: u32 = 3;
+const REALLOC: u32 = 4;
+const ALIGNED: u32 = 5;
+const FREE: u32 = 6;
+const REALLOC_FREE: u32 = 7;
 
-/// A release, relative to the previous event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CompactFree {
-    dt_us: i64,
-    dtid: i64,
-    daddr: i64,
-}
+/// Fewest bytes an element of a batch takes (a tag and a varint).
+const MIN_ELEMENT_LEN: usize = 2;
+/// Most events room is made for before any is decoded, whatever the batch claims.
+const MAX_PREALLOC: usize = 1 << 16;
 
 /// What the differences of both sides are relative to.
 #[derive(Debug, Default)]
@@ -65,6 +69,7 @@ struct Base {
 }
 
 impl Base {
+    #[inline]
     fn delta(&mut self, ts: u64, tid: u32, addr: u64) -> (i64, i64, i64) {
         let ts_us = ts / 1000;
         let out = (
@@ -78,11 +83,13 @@ impl Base {
         out
     }
 
+    /// Wrapping throughout: corrupt differences give odd values, never a panic.
+    #[inline]
     fn apply(&mut self, dt_us: i64, dtid: i64, daddr: i64) -> (u64, u32, u64) {
         self.ts_us = self.ts_us.wrapping_add(dt_us as u64);
-        self.tid = (i64::from(self.tid) + dtid) as u32;
+        self.tid = i64::from(self.tid).wrapping_add(dtid) as u32;
         self.addr = self.addr.wrapping_add(daddr as u64);
-        (self.ts_us * 1000, self.tid, self.addr)
+        (self.ts_us.wrapping_mul(1000), self.tid, self.addr)
     }
 }
 
@@ -91,56 +98,119 @@ impl Base {
 pub struct Encoder {
     base: Base,
     stacks: HashMap<StackId, u32>,
+    /// The last stack looked up and its index: allocations in a loop skip the map.
+    last_stack: Option<(StackId, u32)>,
 }
 
 impl Encoder {
-    fn stack_index(&mut self, id: StackId, out: &mut Vec<Wire>) -> u32 {
-        let next = self.stacks.len() as u32;
-        *self.stacks.entry(id).or_insert_with(|| {
-            out.push(Wire::NewStack(id));
-            next
-        })
-    }
-
-    pub(crate) fn encode(&mut self, events: &[Event]) -> Vec<Wire> {
-        let mut out = Vec::with_capacity(events.len());
+    /// Appends the batch of `events` (the payload of a frame) to `out`.
+    pub(crate) fn encode_batch(&mut self, events: &[Event], out: &mut Vec<u8>) {
+        // The element count comes first but includes the `NewStack`s, known
+        // only at the end. Leave room for the width `events.len()` takes (the
+        // count is no smaller), and shift the body if the count needs more.
+        let start = out.len();
+        let room = varint::len_u64(events.len() as u64);
+        out.resize(start + room, 0);
+        let mut count = events.len();
         for event in events {
-            match *event {
+            match event {
                 Event::Alloc(a) => {
-                    let stack = self.stack_index(a.stack, &mut out);
-                    let (dt_us, dtid, daddr) = self.base.delta(a.ts, a.tid, a.addr);
-                    let c = CompactAlloc {
-                        dt_us,
-                        dtid,
-                        daddr,
-                        size: a.size,
-                        slack: a.usable_size.wrapping_sub(a.size),
-                        stack,
+                    let stack = self.stack_index(a.stack, out, &mut count);
+                    let tag = match a.kind {
+                        AllocKind::Malloc => MALLOC,
+                        AllocKind::Calloc => CALLOC,
+                        AllocKind::Realloc => REALLOC,
+                        AllocKind::Aligned => ALIGNED,
                     };
-                    out.push(match a.kind {
-                        AllocKind::Malloc => Wire::Malloc(c),
-                        AllocKind::Calloc => Wire::Calloc(c),
-                        AllocKind::Realloc => Wire::Realloc(c),
-                        AllocKind::Aligned => Wire::Aligned(c),
-                    });
+                    out.push(tag as u8);
+                    self.put_position(a.ts, a.tid, a.addr, out);
+                    varint::put_u64(out, a.size);
+                    varint::put_u64(out, a.usable_size.wrapping_sub(a.size));
+                    varint::put_u64(out, u64::from(stack));
                 }
                 Event::Free(f) => {
-                    let (dt_us, dtid, daddr) = self.base.delta(f.ts, f.tid, f.addr);
-                    let c = CompactFree { dt_us, dtid, daddr };
-                    out.push(if f.realloc {
-                        Wire::ReallocFree(c)
-                    } else {
-                        Wire::Free(c)
-                    });
+                    out.push(if f.realloc { REALLOC_FREE } else { FREE } as u8);
+                    self.put_position(f.ts, f.tid, f.addr, out);
                 }
-                ref other => out.push(Wire::Full(other.clone())),
+                other => {
+                    out.push(FULL as u8);
+                    bincode::serde::encode_into_std_write(other, out, config())
+                        .expect("writing to a Vec cannot fail");
+                }
             }
         }
-        out
+        let (prefix, len) = varint::encode_u64(count as u64);
+        if len == room {
+            out[start..start + len].copy_from_slice(&prefix[..len]);
+        } else {
+            out.splice(start..start + room, prefix[..len].iter().copied());
+        }
+    }
+
+    /// The index of stack `id`, declaring it first (one more element) if it is new.
+    #[inline]
+    fn stack_index(&mut self, id: StackId, out: &mut Vec<u8>, count: &mut usize) -> u32 {
+        if let Some((last, index)) = self.last_stack {
+            if last == id {
+                return index;
+            }
+        }
+        let next = self.stacks.len() as u32;
+        let index = *self.stacks.entry(id).or_insert_with(|| {
+            out.push(NEW_STACK as u8);
+            varint::put_u64(out, id);
+            *count += 1;
+            next
+        });
+        self.last_stack = Some((id, index));
+        index
+    }
+
+    #[inline]
+    fn put_position(&mut self, ts: u64, tid: u32, addr: u64, out: &mut Vec<u8>) {
+        let (dt_us, dtid, daddr) = self.base.delta(ts, tid, addr);
+        varint::put_i64(out, dt_us);
+        varint::put_i64(out, dtid);
+        varint::put_i64(out, daddr);
+    }
+}
+
+/// Why a payload is not a valid batch.
+#[derive(Debug)]
+pub(crate) enum WireError {
+    /// A malformed or truncated integer.
+    Varint(VarintError),
+    /// An element tag beyond the last variant.
+    Tag(u32),
+    /// An allocation refers to a stack index no `NewStack` gave out.
+    UndeclaredStack(u32),
+    /// An event without a compact form that bincode could not decode.
+    Full(bincode::error::DecodeError),
+    /// Bytes left over after the last element.
+    Trailing(usize),
+}
+
+impl From<VarintError> for WireError {
+    fn from(e: VarintError) -> Self {
+        WireError::Varint(e)
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Varint(e) => write!(f, "{e}"),
+            WireError::Tag(t) => write!(f, "unknown element tag {t}"),
+            WireError::UndeclaredStack(i) => write!(f, "stack index {i} was never declared"),
+            WireError::Full(e) => write!(f, "{e}"),
+            WireError::Trailing(n) => write!(f, "{n} trailing bytes after a batch"),
+        }
     }
 }
 
 /// Turns wire forms back into events.
+///
+/// After an error the state is undefined: a stream cannot go on past a bad frame.
 #[derive(Debug, Default)]
 pub struct Decoder {
     base: Base,
@@ -148,21 +218,22 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub(crate) fn decode(&mut self, wire: Vec<Wire>) -> Result<Vec<Event>, String> {
-        let mut out = Vec::with_capacity(wire.len());
-        for w in wire {
-            let (c, kind) = match w {
-                Wire::Full(e) => {
-                    out.push(e);
-                    continue;
-                }
-                Wire::NewStack(id) => {
-                    self.stacks.push(id);
-                    continue;
-                }
-                Wire::Free(f) | Wire::ReallocFree(f) => {
-                    let realloc = matches!(w, Wire::ReallocFree(_));
-                    let (ts, tid, addr) = self.base.apply(f.dt_us, f.dtid, f.daddr);
+    /// Decodes a whole batch (the payload of a frame).
+    pub(crate) fn decode_batch(&mut self, payload: &[u8]) -> Result<Vec<Event>, WireError> {
+        let mut r = Reader::new(payload);
+        let count = r.u64()?;
+        let room = (count.min(MAX_PREALLOC as u64) as usize).min(payload.len() / MIN_ELEMENT_LEN);
+        let mut out = Vec::with_capacity(room);
+        for _ in 0..count {
+            let tag = r.u32()?;
+            let kind = match tag {
+                MALLOC => AllocKind::Malloc,
+                CALLOC => AllocKind::Calloc,
+                REALLOC => AllocKind::Realloc,
+                ALIGNED => AllocKind::Aligned,
+                FREE | REALLOC_FREE => {
+                    let realloc = tag == REALLOC_FREE;
+                    let (ts, tid, addr) = self.read_position(&mut r)?;
                     out.push(Event::Free(Free {
                         ts,
                         tid,
@@ -171,98 +242,47 @@ impl Decoder {
                     }));
                     continue;
                 }
-                Wire::Malloc(c) => (c, AllocKind::Malloc),
-                Wire::Calloc(c) => (c, AllocKind::Calloc),
-                Wire::Realloc(c) => (c, AllocKind::Realloc),
-                Wire::Aligned(c) => (c, AllocKind::Aligned),
+                NEW_STACK => {
+                    self.stacks.push(r.u64()?);
+                    continue;
+                }
+                FULL => {
+                    let (event, used) = bincode::serde::decode_from_slice(r.rest(), config())
+                        .map_err(WireError::Full)?;
+                    r.advance(used);
+                    out.push(event);
+                    continue;
+                }
+                _ => return Err(WireError::Tag(tag)),
             };
+            let (dt_us, dtid, daddr) = (r.i64()?, r.i64()?, r.i64()?);
+            let size = r.u64()?;
+            let slack = r.u64()?;
+            let index = r.u32()?;
             let stack = *self
                 .stacks
-                .get(c.stack as usize)
-                .ok_or_else(|| format!("stack index {} was never declared", c.stack))?;
-            let (ts, tid, addr) = self.base.apply(c.dt_us, c.dtid, c.daddr);
+                .get(index as usize)
+                .ok_or(WireError::UndeclaredStack(index))?;
+            let (ts, tid, addr) = self.base.apply(dt_us, dtid, daddr);
             out.push(Event::Alloc(Alloc {
                 ts,
                 tid,
                 addr,
-                size: c.size,
-                usable_size: c.size.wrapping_add(c.slack),
+                size,
+                usable_size: size.wrapping_add(slack),
                 stack,
                 kind,
             }));
         }
-        Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alloc(ts: u64, tid: u32, addr: u64, stack: StackId) -> Event {
-        Event::Alloc(Alloc {
-            ts,
-            tid,
-            addr,
-            size: 40,
-            usable_size: 40 + 8,
-            stack,
-            kind: AllocKind::Realloc,
-        })
+        match r.rest().len() {
+            0 => Ok(out),
+            n => Err(WireError::Trailing(n)),
+        }
     }
 
-    fn free(ts: u64, tid: u32, addr: u64) -> Event {
-        Event::Free(Free {
-            ts,
-            tid,
-            addr,
-            realloc: true,
-        })
-    }
-
-    #[test]
-    fn differences_survive_threads_going_back_in_time_and_address() {
-        let events = vec![
-            alloc(5_000_000, 900, 0x7f00_0000_1000, 77),
-            alloc(4_000_000, 12, 0x5500_0000_0010, u64::MAX),
-            free(4_000_000, 12, 0x7f00_0000_1000),
-            alloc(9_000_000, 900, 0x10, 77),
-        ];
-        let mut enc = Encoder::default();
-        let mut dec = Decoder::default();
-        let wire = enc.encode(&events);
-        assert_eq!(
-            wire.iter()
-                .filter(|w| matches!(w, Wire::NewStack(_)))
-                .count(),
-            2
-        );
-        assert_eq!(dec.decode(wire).unwrap(), events);
-        // State carries over to the next batch: the known stack needs no declaration.
-        let more = vec![alloc(9_001_000, 900, 0x20, 77)];
-        let wire = enc.encode(&more);
-        assert_eq!(wire.len(), 1);
-        assert_eq!(dec.decode(wire).unwrap(), more);
-    }
-
-    #[test]
-    fn timestamps_travel_in_microseconds() {
-        let mut enc = Encoder::default();
-        let mut dec = Decoder::default();
-        let back = dec.decode(enc.encode(&[free(1_234_567, 1, 8)])).unwrap();
-        assert_eq!(back, vec![free(1_234_000, 1, 8)]);
-    }
-
-    #[test]
-    fn an_undeclared_stack_index_is_an_error() {
-        let c = CompactAlloc {
-            dt_us: 0,
-            dtid: 0,
-            daddr: 0,
-            size: 1,
-            slack: 0,
-            stack: 3,
-        };
-        assert!(Decoder::default().decode(vec![Wire::Malloc(c)]).is_err());
+    #[inline]
+    fn read_position(&mut self, r: &mut Reader<'_>) -> Result<(u64, u32, u64), VarintError> {
+        let (dt_us, dtid, daddr) = (r.i64()?, r.i64()?, r.i64()?);
+        Ok(self.base.apply(dt_us, dtid, daddr))
     }
 }
