@@ -2,14 +2,13 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use memshim_collector::control::{query, Request};
 use memshim_collector::registry::Registry;
-use memshim_collector::server::Server;
+use memshim_collector::server::{Server, Stop};
 use memshim_collector::state::Exit;
 use memshim_collector::symbolize::SymbolCache;
 use memshim_proto::{Event, FrameWriter, StackDef};
@@ -42,7 +41,7 @@ fn serves_streams_ignores_garbage_and_answers_reports() {
         )
         .unwrap(),
     );
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new().unwrap());
     let acceptor = {
         let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
         thread::spawn(move || server.serve(&stop))
@@ -130,7 +129,7 @@ fn serves_streams_ignores_garbage_and_answers_reports() {
 
     running.write_batch(&[end(5, 1)]).unwrap();
     drop(running.into_inner().unwrap());
-    stop.store(true, Ordering::Release);
+    stop.request();
     acceptor.join().unwrap();
     assert!(server.wait_idle(Duration::from_secs(5)));
     // Both streams were saved byte for byte and replay to the same numbers.
@@ -165,7 +164,7 @@ fn forked_child_waits_for_its_parents_snapshot() {
         )
         .unwrap(),
     );
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new().unwrap());
     let acceptor = {
         let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
         thread::spawn(move || server.serve(&stop))
@@ -195,7 +194,7 @@ fn forked_child_waits_for_its_parents_snapshot() {
         ]],
     );
     child.join().unwrap();
-    stop.store(true, Ordering::Release);
+    stop.request();
     acceptor.join().unwrap();
     assert!(server.wait_idle(Duration::from_secs(5)));
     let report = query_after_stop(&registry);

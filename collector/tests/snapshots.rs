@@ -1,7 +1,6 @@
 //! Snapshots in a serving collector and the diff between them.
 
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use memshim_collector::analysis::diff::diff;
 use memshim_collector::control::{query, Action, Request};
 use memshim_collector::registry::Registry;
-use memshim_collector::server::Server;
+use memshim_collector::server::{Server, Stop};
 use memshim_collector::symbolize::SymbolCache;
 use memshim_proto::FrameWriter;
 
@@ -69,7 +68,7 @@ fn snapshots_are_kept_and_diffed_per_site() {
         )
         .unwrap(),
     );
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new().unwrap());
     let acceptor = {
         let (server, stop) = (Arc::clone(&server), Arc::clone(&stop));
         thread::spawn(move || server.serve(&stop))
@@ -113,7 +112,7 @@ fn snapshots_are_kept_and_diffed_per_site() {
     .contains("no snapshot named"));
 
     drop(w);
-    stop.store(true, Ordering::Release);
+    stop.request();
     acceptor.join().unwrap();
     assert!(server.wait_idle(Duration::from_secs(5)));
 }
