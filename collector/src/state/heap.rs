@@ -6,8 +6,6 @@
 //! touched for the first time since the latest peak first records its
 //! current (unchanged since that peak) live bytes as its share of the peak.
 
-use rustc_hash::FxHashMap as HashMap;
-
 use memshim_proto::StackId;
 
 use super::distribution::Distribution;
@@ -15,6 +13,7 @@ use super::histogram::Log2Histogram;
 use super::live::{LiveBlock, LiveBlocks};
 use super::sampling::SiteEstimates;
 use super::series::{LiveSeries, Point};
+use super::sites::{SiteIndex, Sites};
 
 /// Aggregates of one allocation site (one unique stack).
 #[derive(Debug, Clone, Default)]
@@ -60,11 +59,20 @@ pub struct Site {
 /// A block freed sooner than this after its allocation is short-lived.
 pub const SHORT_LIVED_MS: u64 = 100;
 
+/// No index yet: a site none of whose blocks was packed, or a stack index of
+/// the live set that no site was linked to.
+const UNLINKED: u32 = u32::MAX;
+
 /// The live set, the sites and the process peak.
 #[derive(Debug, Clone, Default)]
 pub struct Heap {
     live: LiveBlocks,
-    sites: HashMap<StackId, Site>,
+    sites: Sites,
+    /// The stack index the live set packs each site's blocks with, by site.
+    live_index_of_site: Vec<u32>,
+    /// The site of each stack index of the live set: a freed block's site
+    /// without a lookup of its stack id.
+    site_of_live_index: Vec<u32>,
     live_bytes: u64,
     live_usable: u64,
     peak_bytes: u64,
@@ -79,11 +87,12 @@ impl Heap {
     /// The inherited live bytes are the child's peak baseline at time 0.
     pub fn inherit(live: LiveBlocks, sample_mean: u64) -> Self {
         let mut heap = Heap::sampled(sample_mean);
-        for (_, block) in live.iter() {
-            heap.sites
-                .entry(block.stack)
-                .or_default()
-                .add(&block, sample_mean);
+        for (_, block, live_index) in live.iter_indexed() {
+            let site = heap.sites.index_of(block.stack);
+            if let Some(live_index) = live_index {
+                heap.link(site, live_index);
+            }
+            heap.sites.at_mut(site).add(&block, sample_mean);
             heap.live_bytes += block.size;
             heap.live_usable += block.usable;
         }
@@ -109,10 +118,25 @@ impl Heap {
 
     /// Inserts a block; returns the block it replaced, if the address was live.
     pub fn insert(&mut self, addr: u64, block: LiveBlock) -> Option<LiveBlock> {
-        let replaced = self.remove(addr);
+        let site = self.sites.index_of(block.stack);
+        self.insert_at(addr, block, site)
+    }
+
+    /// Inserts a block of the site at `site` (the site of `block.stack`);
+    /// returns the block it replaced, if the address was live.
+    #[inline]
+    pub fn insert_at(&mut self, addr: u64, block: LiveBlock, site: SiteIndex) -> Option<LiveBlock> {
+        let live_index = self.live_index(site, block.stack);
+        let replaced = self
+            .live
+            .replace(addr, &block, live_index)
+            .map(|(old, old_index)| {
+                let old_site = self.site_of(old_index, old.stack);
+                self.account_removal(old_site, &old);
+                old
+            });
         let mean = self.sample_mean;
-        self.checkpoint(block.stack).add(&block, mean);
-        self.live.insert_new(addr, block);
+        self.checkpoint(site).add(&block, mean);
         self.live_bytes += block.size;
         self.live_usable += block.usable;
         if self.live_bytes > self.peak_bytes {
@@ -125,25 +149,83 @@ impl Heap {
 
     /// Removes a block if it is live.
     pub fn remove(&mut self, addr: u64) -> Option<LiveBlock> {
-        let block = self.live.remove(addr)?;
-        let mean = self.sample_mean;
-        self.checkpoint(block.stack).sub(&block, mean);
-        self.live_bytes -= block.size;
-        self.live_usable -= block.usable;
-        Some(block)
+        self.remove_at(addr).map(|(block, _)| block)
     }
 
-    /// The site of `stack`, created if needed, without touching its peak share.
+    /// Removes a block if it is live; returns it with its site.
+    #[inline]
+    pub fn remove_at(&mut self, addr: u64) -> Option<(LiveBlock, SiteIndex)> {
+        let (block, live_index) = self.live.remove_indexed(addr)?;
+        let site = self.site_of(live_index, block.stack);
+        self.account_removal(site, &block);
+        Some((block, site))
+    }
+
+    fn account_removal(&mut self, site: SiteIndex, block: &LiveBlock) {
+        let mean = self.sample_mean;
+        self.checkpoint(site).sub(block, mean);
+        self.live_bytes -= block.size;
+        self.live_usable -= block.usable;
+    }
+
+    /// The index of the site of `stack`, created if needed.
+    #[inline]
+    pub fn site_index(&mut self, stack: StackId) -> SiteIndex {
+        self.sites.index_of(stack)
+    }
+
+    /// The site at `site`, without touching its peak share.
     ///
     /// Only for counters that do not change live bytes.
-    pub fn site_mut(&mut self, stack: StackId) -> &mut Site {
-        self.sites.entry(stack).or_default()
+    #[inline]
+    pub fn site_at(&mut self, site: SiteIndex) -> &mut Site {
+        self.sites.at_mut(site)
+    }
+
+    /// The live set's stack index for the blocks of `site`, numbered on first use.
+    #[inline]
+    fn live_index(&mut self, site: SiteIndex, stack: StackId) -> Option<u32> {
+        match self.live_index_of_site.get(site.get()) {
+            Some(&index) if index != UNLINKED => Some(index),
+            _ => self.number(site, stack),
+        }
+    }
+
+    #[cold]
+    fn number(&mut self, site: SiteIndex, stack: StackId) -> Option<u32> {
+        let index = self.live.intern(stack)?;
+        self.link(site, index);
+        Some(index)
+    }
+
+    /// Records that the live set packs the blocks of `site` with `live_index`.
+    fn link(&mut self, site: SiteIndex, live_index: u32) {
+        let (s, l) = (site.get(), live_index as usize);
+        if self.live_index_of_site.len() <= s {
+            self.live_index_of_site.resize(s + 1, UNLINKED);
+        }
+        self.live_index_of_site[s] = live_index;
+        if self.site_of_live_index.len() <= l {
+            self.site_of_live_index.resize(l + 1, UNLINKED);
+        }
+        self.site_of_live_index[l] = site.raw();
+    }
+
+    /// The site of a block of `stack` that the live set packed with `live_index`.
+    #[inline]
+    fn site_of(&mut self, live_index: Option<u32>, stack: StackId) -> SiteIndex {
+        match live_index.and_then(|l| self.site_of_live_index.get(l as usize)) {
+            Some(&site) if site != UNLINKED => SiteIndex::from_raw(site),
+            // A block kept whole: its site by stack id (it exists, as the block is live).
+            _ => self.sites.index_of(stack),
+        }
     }
 
     /// Takes the site's peak checkpoint if a new peak was set since it was last touched.
-    fn checkpoint(&mut self, stack: StackId) -> &mut Site {
+    #[inline]
+    fn checkpoint(&mut self, site: SiteIndex) -> &mut Site {
         let epoch = self.peak_epoch;
-        let site = self.sites.entry(stack).or_default();
+        let site = self.sites.at_mut(site);
         if site.epoch_seen != epoch {
             site.live_at_peak = site.live_bytes;
             site.epoch_seen = epoch;
@@ -161,7 +243,7 @@ impl Heap {
     }
 
     /// All sites by stack id.
-    pub fn sites(&self) -> &HashMap<StackId, Site> {
+    pub fn sites(&self) -> &Sites {
         &self.sites
     }
 
@@ -288,6 +370,43 @@ mod tests {
         assert_eq!(h.live_bytes(), 16);
         assert_eq!(h.sites()[&1].live_blocks, 0);
         assert_eq!(h.sites()[&2].live_blocks, 1);
+    }
+
+    #[test]
+    fn frees_find_their_site_packed_or_not() {
+        let mut h = Heap::default();
+        h.insert(0x10, block(8, 1, 1));
+        h.insert(1 << 50, block(16, 2, 2)); // too high to pack: kept whole
+        h.insert(0x20, block(5 << 30, 2, 3)); // too large to pack
+        h.insert(0x30, block(32, 2, 4));
+        let (b, site) = h.remove_at(1 << 50).unwrap();
+        assert_eq!((b.size, site), (16, h.sites.find(2).unwrap()));
+        let (b, site) = h.remove_at(0x10).unwrap();
+        assert_eq!((b.size, site), (8, h.sites.find(1).unwrap()));
+        assert_eq!(h.sites()[&2].live_bytes, (5 << 30) + 32);
+        assert_eq!(h.sites()[&2].live_blocks, 2);
+        assert_eq!(h.sites()[&1].live_blocks, 0);
+        assert_eq!(h.live_bytes(), (5 << 30) + 32);
+        assert!(h.remove_at(0x10).is_none());
+    }
+
+    #[test]
+    fn a_forked_heap_links_inherited_blocks_to_new_sites() {
+        let mut parent = Heap::default();
+        for stack in 1..=5 {
+            parent.insert(stack * 0x100, block(stack, stack, 0));
+        }
+        parent.remove(0x100); // stack 1: numbered by the live set, no block left
+        let mut child = Heap::inherit(parent.live().clone(), 0);
+        assert_eq!(child.sites().len(), 4);
+        assert!(child.sites().get(&1).is_none());
+        child.insert(0x600, block(6, 1, 1)); // a new site for an old stack index
+        assert_eq!(child.remove_at(0x300).map(|(b, _)| b.size), Some(3));
+        assert_eq!(child.remove_at(0x600).map(|(b, _)| b.size), Some(6));
+        assert_eq!(child.sites()[&3].live_blocks, 0);
+        assert_eq!(child.sites()[&1].live_blocks, 0);
+        assert_eq!(child.sites()[&4].live_bytes, 4);
+        assert_eq!(child.live_bytes(), 2 + 4 + 5);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //!   of control byte, 7/8 the most a table fills) instead of anything between
 //!   29 and 57 depending on where the number falls between two powers of two.
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use rustc_hash::FxHashMap as HashMap;
 
@@ -86,6 +87,11 @@ impl Packed {
         self.0[0] & ((1 << ADDR_BITS) - 1)
     }
 
+    /// The index of the block's stack id.
+    fn stack(&self) -> u32 {
+        (self.0[2] >> SIZE_BITS) as u32
+    }
+
     /// The block, its stack id looked up in `stacks` (indexed as packed).
     fn unpack(&self, stacks: &[StackId]) -> LiveBlock {
         let [a, t, s] = self.0;
@@ -93,7 +99,7 @@ impl Packed {
         LiveBlock {
             size,
             usable: size + (a >> ADDR_BITS),
-            stack: stacks[(s >> SIZE_BITS) as usize],
+            stack: stacks[self.stack() as usize],
             ts: t & ((1 << TS_BITS) - 1),
             chain: (t >> TS_BITS) as u32,
         }
@@ -154,40 +160,87 @@ impl Default for LiveBlocks {
 impl LiveBlocks {
     /// Adds the block at `addr`; returns the block it replaced, if the address was live.
     pub fn insert(&mut self, addr: u64, block: LiveBlock) -> Option<LiveBlock> {
-        let replaced = self.remove(addr);
-        self.insert_new(addr, block);
-        replaced
+        let stack = self.intern(block.stack);
+        self.replace(addr, &block, stack).map(|(old, _)| old)
     }
 
     /// Adds the block at `addr`, which must not be live (remove it first).
     pub fn insert_new(&mut self, addr: u64, block: LiveBlock) {
-        debug_assert!(!self.contains(addr), "{addr:#x} is live");
-        let packed = self
-            .stack_index(block.stack)
-            .and_then(|stack| Packed::new(addr, &block, stack));
-        match packed {
-            Some(p) => {
-                let h = hash(addr);
-                self.shards[shard_of(h)].insert_unique(h, p, |q| hash(q.addr()));
-            }
-            None => {
-                self.spilled.insert(addr, block);
-            }
-        }
+        let replaced = self.insert(addr, block);
+        debug_assert!(replaced.is_none(), "{addr:#x} was live");
     }
 
     /// Removes the block at `addr`, if it is live.
     pub fn remove(&mut self, addr: u64) -> Option<LiveBlock> {
+        self.remove_indexed(addr).map(|(block, _)| block)
+    }
+
+    /// Puts `block` at `addr`, packed with `stack`, the index [`Self::intern`]
+    /// gave its stack id (`None`: keep it whole). Returns the block it
+    /// replaced, with its stack index if it was packed.
+    ///
+    /// One probe of the table when it has room, and the table then ends up
+    /// exactly as after [`Self::remove`] and an insertion, in the same slots.
+    pub fn replace(
+        &mut self,
+        addr: u64,
+        block: &LiveBlock,
+        stack: Option<u32>,
+    ) -> Option<(LiveBlock, Option<u32>)> {
+        let Some(packed) = stack.and_then(|stack| Packed::new(addr, block, stack)) else {
+            let replaced = self.remove_indexed(addr);
+            self.spilled.insert(addr, *block);
+            return replaced;
+        };
+        let h = hash(addr);
+        let shard = &mut self.shards[shard_of(h)];
+        let rehash = |q: &Packed| hash(q.addr());
+        let old = if shard.len() < shard.capacity() {
+            // No growth: `entry` probes once where removal and insertion probe twice.
+            match shard.entry(h, |q| q.addr() == addr, rehash) {
+                Entry::Vacant(slot) => {
+                    slot.insert(packed);
+                    None
+                }
+                Entry::Occupied(entry) => {
+                    let (old, _) = entry.remove();
+                    shard.insert_unique(h, packed, rehash);
+                    Some(old)
+                }
+            }
+        } else {
+            // Full: `entry` would grow it even to replace; keep to the old steps.
+            let old = match shard.find_entry(h, |q| q.addr() == addr) {
+                Ok(entry) => Some(entry.remove().0),
+                Err(_) => None,
+            };
+            shard.insert_unique(h, packed, rehash);
+            old
+        };
+        match old {
+            Some(old) => Some(self.unpack(&old)),
+            None if self.spilled.is_empty() => None,
+            None => self.spilled.remove(&addr).map(|b| (b, None)),
+        }
+    }
+
+    /// Removes the block at `addr`, if it is live; with its stack index if it was packed.
+    pub fn remove_indexed(&mut self, addr: u64) -> Option<(LiveBlock, Option<u32>)> {
         if addr >> ADDR_BITS == 0 {
             let h = hash(addr);
             if let Ok(entry) = self.shards[shard_of(h)].find_entry(h, |p| p.addr() == addr) {
-                return Some(entry.remove().0.unpack(&self.stacks));
+                let packed = entry.remove().0;
+                return Some(self.unpack(&packed));
             }
         }
         if self.spilled.is_empty() {
             return None;
         }
-        self.spilled.remove(&addr)
+        self.spilled.remove(&addr).map(|b| (b, None))
+    }
+
+    fn unpack(&self, packed: &Packed) -> (LiveBlock, Option<u32>) {
+        (packed.unpack(&self.stacks), Some(packed.stack()))
     }
 
     /// The block at `addr`, if it is live.
@@ -218,16 +271,33 @@ impl LiveBlocks {
 
     /// Every live block with its address, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, LiveBlock)> + '_ {
-        let packed = self.shards.iter().flat_map(move |shard| {
-            shard
-                .iter()
-                .map(move |p| (p.addr(), p.unpack(&self.stacks)))
-        });
-        packed.chain(self.spilled.iter().map(|(&addr, &block)| (addr, block)))
+        self.iter_indexed().map(|(addr, block, _)| (addr, block))
     }
 
-    /// The index of `stack` in [`Self::stacks`], added if new (`None` past 2^32 stacks).
-    fn stack_index(&mut self, stack: StackId) -> Option<u32> {
+    /// Every live block with its address and stack index (if packed), in
+    /// the order of [`Self::iter`].
+    pub fn iter_indexed(&self) -> impl Iterator<Item = (u64, LiveBlock, Option<u32>)> + '_ {
+        let packed = self.shards.iter().flat_map(move |shard| {
+            shard.iter().map(move |p| {
+                let (block, stack) = self.unpack(p);
+                (p.addr(), block, stack)
+            })
+        });
+        let spilled = self
+            .spilled
+            .iter()
+            .map(|(&addr, &block)| (addr, block, None));
+        packed.chain(spilled)
+    }
+
+    /// Number of stack indices given so far (every index is below it).
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// The index packed blocks of `stack` refer to it with, added if new
+    /// (`None` past 2^32 stacks: such blocks are kept whole).
+    pub fn intern(&mut self, stack: StackId) -> Option<u32> {
         if let Some(&index) = self.stack_index.get(&stack) {
             return Some(index);
         }
@@ -316,6 +386,56 @@ mod tests {
         assert_eq!(live.remove(0x1000), None);
         let used = live.shards.iter().filter(|s| !s.is_empty()).count();
         assert_eq!(used, SHARDS, "addresses spread over every shard");
+    }
+
+    #[test]
+    fn replacing_leaves_the_table_as_removal_and_insertion_do() {
+        let (mut replaced, mut reinserted) = (LiveBlocks::default(), LiveBlocks::default());
+        let addr = |i: u64| 0x1000 + i * 16;
+        // Fill, then free most: tombstones an insertion may reuse before the
+        // slot of the block it replaces. Some shards end full, some not.
+        for live in [&mut replaced, &mut reinserted] {
+            for i in 0..20_000u64 {
+                live.insert_new(addr(i), block(i, i % 5));
+            }
+            for i in (0..20_000u64).filter(|i| i % 4 != 0) {
+                live.remove(addr(i));
+            }
+        }
+        for i in (0..20_000u64).step_by(4) {
+            let new = block(i + 1, 9);
+            assert_eq!(replaced.insert(addr(i), new), Some(block(i, i % 5)));
+            assert_eq!(reinserted.remove(addr(i)), Some(block(i, i % 5)));
+            reinserted.insert_new(addr(i), new);
+        }
+        let order = |live: &LiveBlocks| live.iter().map(|(a, _)| a).collect::<Vec<u64>>();
+        assert_eq!(order(&replaced), order(&reinserted));
+        assert_eq!(replaced.len(), 5_000);
+        assert_eq!(replaced.get(addr(8)), Some(block(9, 9)));
+    }
+
+    #[test]
+    fn stack_indices_come_back_with_packed_blocks_only() {
+        let mut live = LiveBlocks::default();
+        let (a, b) = (live.intern(0xa), live.intern(0xb));
+        assert_eq!((a, b, live.intern(0xa)), (Some(0), Some(1), Some(0)));
+        assert_eq!(live.stack_count(), 2);
+        assert_eq!(live.replace(0x10, &block(8, 0xb), b), None);
+        assert_eq!(live.replace(1 << 50, &block(8, 0xa), a), None, "spilled");
+        let old = live.replace(0x10, &block(16, 0xa), a);
+        assert_eq!(old, Some((block(8, 0xb), Some(1))));
+        let mut all: Vec<_> = live.iter_indexed().collect();
+        all.sort_by_key(|&(addr, _, _)| addr);
+        assert_eq!(
+            all,
+            [
+                (0x10, block(16, 0xa), Some(0)),
+                (1 << 50, block(8, 0xa), None)
+            ]
+        );
+        assert_eq!(live.remove_indexed(1 << 50), Some((block(8, 0xa), None)));
+        assert_eq!(live.remove_indexed(0x10), Some((block(16, 0xa), Some(0))));
+        assert_eq!(live.remove_indexed(0x10), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! * [`session`]: one process image: counters, lifecycle, events applied in order.
 //! * [`heap`]: the live set, the allocation sites and the process peak.
+//! * [`sites`]: the allocation sites, numbered densely.
 //! * [`latest`]: each thread's latest allocation, to tell temporary blocks.
 //! * [`leaks`]: leak classes of the blocks live at exit, from the shim's scan.
 //! * [`live`]: the live blocks by address, packed and sharded for memory.
@@ -23,6 +24,7 @@ pub mod rate;
 pub mod sampling;
 pub mod series;
 pub mod session;
+pub mod sites;
 pub mod timeline;
 
 #[cfg(test)]

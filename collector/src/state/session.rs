@@ -18,6 +18,7 @@ use super::mmaps::Mappings;
 use super::modules::ModuleMap;
 use super::rate::RateSeries;
 use super::series::TICK_NS;
+use super::sites::SiteIndex;
 use super::timeline::{Sample, Timeline};
 
 /// How a process (image) ended, as reported.
@@ -101,6 +102,7 @@ pub struct ForkSnapshot {
 struct PendingRealloc {
     addr: u64,
     block: LiveBlock,
+    site: SiteIndex,
 }
 
 /// The rebuilt state of one process image.
@@ -181,7 +183,28 @@ impl Session {
     }
 
     /// Applies one event of the stream.
+    ///
+    /// Allocations and frees, nearly every event of a stream, take the
+    /// short way; the rest go through [`Self::apply_other`].
+    #[inline]
     pub fn apply(&mut self, event: Event) -> Result<(), ProtocolError> {
+        match event {
+            Event::Alloc(a) => {
+                self.end = None;
+                self.alloc(&a);
+                Ok(())
+            }
+            Event::Free(f) => {
+                self.end = None;
+                self.free(&f);
+                Ok(())
+            }
+            other => self.apply_other(other),
+        }
+    }
+
+    #[inline(never)]
+    fn apply_other(&mut self, event: Event) -> Result<(), ProtocolError> {
         // Any event after `End(Exec)` means the exec failed: the image goes on.
         if !matches!(event, Event::End(_)) {
             self.end = None;
@@ -200,8 +223,8 @@ impl Session {
                 self.stacks.insert(def.id, def.frames.into());
             }
             Event::PythonCode(code) => self.modules.load_python_code(code),
-            Event::Alloc(a) => self.alloc(a),
-            Event::Free(f) => self.free(f),
+            Event::Alloc(a) => self.alloc(&a),
+            Event::Free(f) => self.free(&f),
             Event::ReallocFailed { ts, tid, addr } => self.realloc_failed(ts, tid, addr),
             Event::Mmap(m) => self.mmap(m),
             Event::Munmap(m) => self.munmap(m),
@@ -266,42 +289,63 @@ impl Session {
         self.closed || self.end.is_some() || self.exit_override.is_some()
     }
 
+    #[inline]
     fn touch(&mut self, ts: u64) {
         self.last_ts = self.last_ts.max(ts);
         if ts >= self.next_tick_ns {
-            self.heap.sample_sites(ts / 1_000_000);
-            self.next_tick_ns = (ts / TICK_NS + 1) * TICK_NS;
+            self.tick(ts);
         }
+    }
+
+    /// Samples every site's live bytes: once per [`TICK_NS`] of process time.
+    #[cold]
+    fn tick(&mut self, ts: u64) {
+        self.heap.sample_sites(ts / 1_000_000);
+        self.next_tick_ns = (ts / TICK_NS + 1) * TICK_NS;
     }
 
     /// Resolves the thread's pending realloc: `failed_addr` is the address of
     /// a `ReallocFailed` event, `None` for any other event of the thread.
+    #[inline]
     fn settle_pending(&mut self, tid: u32, ts: u64, failed_addr: Option<u64>) {
-        let Some(p) = self.pending_realloc.remove(&tid) else {
-            return;
-        };
+        if let Some(p) = self.take_pending(tid) {
+            self.settle(p, ts, failed_addr);
+        }
+    }
+
+    /// The thread's pending realloc, removed.
+    #[inline]
+    fn take_pending(&mut self, tid: u32) -> Option<PendingRealloc> {
+        if self.pending_realloc.is_empty() {
+            return None;
+        }
+        self.pending_realloc.remove(&tid)
+    }
+
+    fn settle(&mut self, p: PendingRealloc, ts: u64, failed_addr: Option<u64>) {
         if failed_addr == Some(p.addr) {
             self.counters.blocks_freed -= 1;
-            if self.heap.insert(p.addr, p.block).is_some() {
+            if self.heap.insert_at(p.addr, p.block, p.site).is_some() {
                 self.counters.duplicate_allocs += 1;
             }
         } else {
-            self.record_lifetime(&p.block, ts);
+            self.record_lifetime(&p.block, p.site, ts);
         }
     }
 
     fn settle_all_pending(&mut self) {
         let pending: Vec<PendingRealloc> = self.pending_realloc.drain().map(|(_, p)| p).collect();
         for p in pending {
-            self.record_lifetime(&p.block, self.last_ts);
+            self.record_lifetime(&p.block, p.site, self.last_ts);
         }
     }
 
-    fn record_lifetime(&mut self, block: &LiveBlock, ts: u64) {
+    #[inline]
+    fn record_lifetime(&mut self, block: &LiveBlock, site: SiteIndex, ts: u64) {
         let ms = ts.saturating_sub(block.ts) / 1_000_000;
         self.lifetimes.0.record(ms);
         self.lifetimes.1.record(ms);
-        let site = self.heap.site_mut(block.stack);
+        let site = self.heap.site_at(site);
         site.lifetimes_ms.record(ms);
         site.lifetime_dist.record(ms);
         site.freed_blocks += 1;
@@ -310,14 +354,11 @@ impl Session {
         }
     }
 
-    /// The chain length of a block `realloc` returns: one more than the block
-    /// the thread's pending `realloc` released, recorded on the new site.
-    fn realloc_chain(&mut self, a: &Alloc) -> u32 {
-        let Some(old) = self.pending_realloc.get(&a.tid).map(|p| p.block) else {
-            return 0;
-        };
+    /// The chain length of a block `realloc` returns at `site`: one more than
+    /// the block the thread's pending `realloc` released, `old`.
+    fn realloc_chain(&mut self, a: &Alloc, site: SiteIndex, old: &LiveBlock) -> u32 {
         let chain = old.chain.saturating_add(1);
-        let site = self.heap.site_mut(a.stack);
+        let site = self.heap.site_at(site);
         if a.size > old.size {
             site.realloc_grows += 1;
             site.realloc_copied_bytes += old.size;
@@ -326,14 +367,18 @@ impl Session {
         chain
     }
 
-    fn alloc(&mut self, a: Alloc) {
+    #[inline]
+    fn alloc(&mut self, a: &Alloc) {
         self.touch(a.ts);
-        let chain = if a.kind == AllocKind::Realloc {
-            self.realloc_chain(&a)
-        } else {
-            0
-        };
-        self.settle_pending(a.tid, a.ts, None);
+        let site = self.heap.site_index(a.stack);
+        let pending = self.take_pending(a.tid);
+        let mut chain = 0;
+        if let Some(p) = pending {
+            if a.kind == AllocKind::Realloc {
+                chain = self.realloc_chain(a, site, &p.block);
+            }
+            self.settle(p, a.ts, None);
+        }
         self.rate.record(a.ts, a.size);
         self.sizes.0.record(a.size);
         self.sizes.1.record(a.size);
@@ -347,14 +392,14 @@ impl Session {
         c.bytes_allocated += a.size;
         c.blocks_allocated += 1;
         let sample_mean = self.heap.sample_mean();
-        let site = self.heap.site_mut(a.stack);
+        let s = self.heap.site_at(site);
         if sample_mean != 0 {
-            site.estimates_mut().on_alloc(a.size, sample_mean);
+            s.estimates_mut().on_alloc(a.size, sample_mean);
         }
-        site.alloc_calls += 1;
-        site.bytes_allocated += a.size;
-        site.sizes.record(a.size);
-        site.size_dist.record(a.size);
+        s.alloc_calls += 1;
+        s.bytes_allocated += a.size;
+        s.sizes.record(a.size);
+        s.size_dist.record(a.size);
         let block = LiveBlock {
             size: a.size,
             usable: a.usable_size,
@@ -362,18 +407,19 @@ impl Session {
             ts: a.ts,
             chain,
         };
-        if self.heap.insert(a.addr, block).is_some() {
+        if self.heap.insert_at(a.addr, block, site).is_some() {
             self.counters.duplicate_allocs += 1;
         }
     }
 
-    fn free(&mut self, f: Free) {
+    #[inline]
+    fn free(&mut self, f: &Free) {
         self.touch(f.ts);
         self.settle_pending(f.tid, f.ts, None);
         if !f.realloc {
             self.counters.free_calls += 1;
         }
-        let Some(block) = self.heap.remove(f.addr) else {
+        let Some((block, site)) = self.heap.remove_at(f.addr) else {
             if f.addr != 0 {
                 self.counters.unknown_frees += 1;
             }
@@ -386,13 +432,14 @@ impl Session {
                 PendingRealloc {
                     addr: f.addr,
                     block,
+                    site,
                 },
             );
         } else {
             if self.latest.freed(f.tid, f.addr) {
-                self.heap.site_mut(block.stack).temporary += 1;
+                self.heap.site_at(site).temporary += 1;
             }
-            self.record_lifetime(&block, f.ts);
+            self.record_lifetime(&block, site, f.ts);
         }
     }
 
