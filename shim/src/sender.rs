@@ -38,7 +38,9 @@ static FLUSH_DONE: Doorbell = Doorbell::new();
 static REPLY_FD: AtomicI32 = AtomicI32::new(-1);
 
 const BATCH_EVENTS: usize = 16 * 1024;
-const IDLE_SLEEP: Duration = Duration::from_millis(1);
+/// How long an idle sender sleeps: the latency of a lone event. A flush
+/// request or a producer finding a queue full wakes it at once.
+const IDLE_SLEEP: Duration = Duration::from_millis(10);
 const STATS_NS: u64 = 100_000_000;
 
 /// Where the stream goes.
@@ -132,6 +134,7 @@ fn run(mut sink: Sink, mut encoder: Encoder) {
     let mut lost_sent = 0;
     let mut clock = TickConverter::new();
     loop {
+        let seen = DOORBELL.seq();
         let flush_request = FLUSH_REQUESTED.load(Ordering::Acquire);
         let Some(ch) = queue::channel() else { return };
         clock.calibrate();
@@ -164,7 +167,7 @@ fn run(mut sink: Sink, mut encoder: Encoder) {
                 FLUSH_DONE.ring();
             }
             if idle {
-                DOORBELL.sleep(IDLE_SLEEP);
+                DOORBELL.sleep_since(seen, IDLE_SLEEP);
             }
         }
     }

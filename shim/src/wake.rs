@@ -17,9 +17,17 @@ impl Doorbell {
         Doorbell(AtomicU32::new(0))
     }
 
-    /// Sleeps up to `timeout`, or until [`Doorbell::ring`] is called.
-    pub fn sleep(&self, timeout: Duration) {
-        self.wait(self.0.load(Ordering::Acquire), timeout);
+    /// The ring count now. Read it before testing whether there is work,
+    /// then sleep with [`Doorbell::sleep_since`]: a ring in between is never
+    /// missed.
+    pub fn seq(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Sleeps up to `timeout`, unless the doorbell was rung since `seen`
+    /// was read (then returns at once).
+    pub fn sleep_since(&self, seen: u32, timeout: Duration) {
+        self.wait(seen, timeout);
     }
 
     /// Waits until `done()` holds, or `timeout` passed; rings in between

@@ -17,8 +17,10 @@ use crate::queue;
 use crate::sender;
 use crate::wake::Doorbell;
 
+/// How often the watcher looks without being asked: modules can also appear
+/// without passing through the `dlopen` hook (glibc's own `dlopen` of NSS and
+/// iconv modules). Requests ring the doorbell and are served at once.
 const POLL: Duration = Duration::from_millis(10);
-const TICK: Duration = Duration::from_millis(1);
 
 static SCAN_REQUESTED: AtomicU64 = AtomicU64::new(0);
 static SCAN_DONE: AtomicU64 = AtomicU64::new(0);
@@ -33,18 +35,14 @@ pub fn start(tracker: ModuleTracker) -> bool {
 }
 
 fn run(mut tracker: ModuleTracker) {
-    let mut waited = Duration::ZERO;
     while sender::is_live() {
+        let seen = DOORBELL.seq();
         let request = SCAN_REQUESTED.load(Ordering::Acquire);
-        if waited >= POLL || request != SCAN_DONE.load(Ordering::Relaxed) {
-            waited = Duration::ZERO;
-            announce(&mut tracker);
-            if SCAN_DONE.swap(request, Ordering::AcqRel) != request {
-                RESCANNED.ring();
-            }
+        announce(&mut tracker);
+        if SCAN_DONE.swap(request, Ordering::AcqRel) != request {
+            RESCANNED.ring();
         }
-        DOORBELL.sleep(TICK);
-        waited += TICK;
+        DOORBELL.sleep_since(seen, POLL);
     }
 }
 
