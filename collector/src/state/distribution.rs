@@ -1,6 +1,7 @@
 //! Value distributions with percentiles: exact while a site has seen few
-//! distinct values (the common case: one or two sizes per call site), an
-//! `hdrhistogram` (two significant figures) beyond that.
+//! distinct values (the common case: one or two sizes per call site),
+//! log-linear [`Buckets`] laid out as an `hdrhistogram` of two significant
+//! figures beyond that.
 //!
 //! Percentiles use the nearest-rank definition (the smallest value with at
 //! least `q * count` values at or below it). In exact mode they are exact; in
@@ -8,19 +9,23 @@
 //! clamped to the exact minimum and maximum, so they are exact for values
 //! below 256 and for values on bucket boundaries, and within 1 % otherwise.
 
-use hdrhistogram::Histogram;
+use super::buckets::{lowest_equivalent, same_bucket, Buckets};
 
-/// Distinct values kept exactly before switching to a histogram.
+/// Distinct values kept exactly before switching to buckets.
 const EXACT_SLOTS: usize = 8;
-/// Significant figures of the histogram.
-const SIGFIG: u8 = 2;
 
 #[derive(Debug, Clone)]
 enum Repr {
-    /// `(value, count)` sorted by value.
-    Exact(Vec<(u64, u64)>),
+    /// Up to [`EXACT_SLOTS`] distinct values and their counts, in the order
+    /// they first came (sorted when read): a site's one or two sizes are
+    /// found at once, with no search.
+    Exact {
+        len: u8,
+        values: [u64; EXACT_SLOTS],
+        counts: [u64; EXACT_SLOTS],
+    },
     /// Too many distinct values.
-    Hdr(Box<Histogram<u64>>),
+    Buckets(Buckets),
 }
 
 /// A distribution of non-negative integer values.
@@ -36,7 +41,11 @@ pub struct Distribution {
 impl Default for Distribution {
     fn default() -> Self {
         Distribution {
-            repr: Repr::Exact(Vec::new()),
+            repr: Repr::Exact {
+                len: 0,
+                values: [0; EXACT_SLOTS],
+                counts: [0; EXACT_SLOTS],
+            },
             count: 0,
             min: u64::MAX,
             max: 0,
@@ -45,36 +54,64 @@ impl Default for Distribution {
     }
 }
 
-fn hdr_record(h: &mut Histogram<u64>, value: u64, n: u64) {
-    if h.record_n(value, n).is_err() {
-        h.saturating_record_n(value, n);
-    }
-}
-
 impl Distribution {
-    /// Counts one value.
+    /// Counts one value: O(1), no float math.
+    #[inline]
     pub fn record(&mut self, value: u64) {
         self.count += 1;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         self.sum += u128::from(value);
         match &mut self.repr {
-            Repr::Exact(slots) => match slots.binary_search_by_key(&value, |&(v, _)| v) {
-                Ok(i) => slots[i].1 += 1,
-                Err(i) if slots.len() < EXACT_SLOTS => slots.insert(i, (value, 1)),
-                Err(_) => {
-                    let mut h = Histogram::<u64>::new(SIGFIG).unwrap_or_else(|_| {
-                        unreachable!("2 significant figures is a valid precision")
-                    });
-                    for &(v, n) in slots.iter() {
-                        hdr_record(&mut h, v, n);
-                    }
-                    hdr_record(&mut h, value, 1);
-                    self.repr = Repr::Hdr(Box::new(h));
+            Repr::Exact {
+                len,
+                values,
+                counts,
+            } => {
+                let n = usize::from(*len);
+                if let Some(i) = values[..n].iter().position(|&v| v == value) {
+                    counts[i] += 1;
+                } else if n < EXACT_SLOTS {
+                    values[n] = value;
+                    counts[n] = 1;
+                    *len += 1;
+                } else {
+                    self.spill(value);
                 }
-            },
-            Repr::Hdr(h) => hdr_record(h, value, 1),
+            }
+            Repr::Buckets(b) => b.record_n(value, 1),
         }
+    }
+
+    /// Moves the exact values to buckets, with `value`, a distinct one too many.
+    #[cold]
+    fn spill(&mut self, value: u64) {
+        let mut buckets = Buckets::default();
+        for (v, n) in self.exact_values() {
+            buckets.record_n(v, n);
+        }
+        buckets.record_n(value, 1);
+        self.repr = Repr::Buckets(buckets);
+    }
+
+    /// The exact values and their counts, by value (empty past [`EXACT_SLOTS`] values).
+    fn exact_values(&self) -> Vec<(u64, u64)> {
+        let Repr::Exact {
+            len,
+            values,
+            counts,
+        } = &self.repr
+        else {
+            return Vec::new();
+        };
+        let n = usize::from(*len);
+        let mut pairs: Vec<(u64, u64)> = values[..n]
+            .iter()
+            .copied()
+            .zip(counts[..n].iter().copied())
+            .collect();
+        pairs.sort_unstable_by_key(|&(v, _)| v);
+        pairs
     }
 
     /// Number of values.
@@ -107,7 +144,7 @@ impl Distribution {
 
     /// Whether the percentiles are exact.
     pub fn is_exact(&self) -> bool {
-        matches!(self.repr, Repr::Exact(_))
+        matches!(self.repr, Repr::Exact { .. })
     }
 
     /// The nearest-rank percentile `q` in `[0, 1]` (0 when empty).
@@ -115,11 +152,11 @@ impl Distribution {
         if self.count == 0 {
             return 0;
         }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         match &self.repr {
-            Repr::Exact(slots) => {
-                let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+            Repr::Exact { .. } => {
                 let mut seen = 0;
-                for &(v, n) in slots {
+                for (v, n) in self.exact_values() {
                     seen += n;
                     if seen >= rank {
                         return v;
@@ -127,14 +164,14 @@ impl Distribution {
                 }
                 self.max
             }
-            Repr::Hdr(h) => {
-                let raw = h.value_at_quantile(q.clamp(0.0, 1.0));
-                if h.equivalent(raw, self.max) {
+            Repr::Buckets(b) => {
+                let raw = b.lowest_at_rank(rank).unwrap_or(0);
+                if same_bucket(raw, self.max) {
                     self.max
-                } else if h.equivalent(raw, self.min) {
+                } else if same_bucket(raw, self.min) {
                     self.min
                 } else {
-                    h.lowest_equivalent(raw).clamp(self.min, self.max)
+                    lowest_equivalent(raw).clamp(self.min, self.max)
                 }
             }
         }
@@ -163,6 +200,93 @@ mod tests {
         assert_eq!(d.percentile(0.91), 100_000);
         assert_eq!(d.percentile(0.99), 100_000);
         assert_eq!((d.min(), d.max(), d.count()), (64, 100_000, 100));
+    }
+
+    /// The percentiles as the collector computed them with an `hdrhistogram`
+    /// past 8 distinct values, before it kept its own buckets.
+    fn hdr_percentile(values: &[u64], q: f64) -> u64 {
+        let mut h = hdrhistogram::Histogram::<u64>::new(2).unwrap();
+        for &v in values {
+            h.record(v).unwrap();
+        }
+        let (min, max) = (*values.iter().min().unwrap(), *values.iter().max().unwrap());
+        let raw = h.value_at_quantile(q.clamp(0.0, 1.0));
+        if h.equivalent(raw, max) {
+            max
+        } else if h.equivalent(raw, min) {
+            min
+        } else {
+            h.lowest_equivalent(raw).clamp(min, max)
+        }
+    }
+
+    #[test]
+    fn bucket_percentiles_are_those_of_hdrhistogram() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let shapes: [&dyn Fn(u64) -> u64; 5] = [
+            &|r| r % 300,
+            &|r| 16 + (r % 496),
+            &|r| 1 << (r % 40),
+            &|r| (r % 7) * 4096 + (r >> 60),
+            &|r| r >> (r % 64),
+        ];
+        let qs = [
+            0.0,
+            0.01,
+            0.25,
+            0.5,
+            0.9,
+            0.99,
+            0.999,
+            1.0,
+            1.5,
+            -1.0,
+            f64::NAN,
+        ];
+        for shape in shapes {
+            for n in [9, 10, 100, 5_000] {
+                let values: Vec<u64> = (0..n).map(|_| shape(next())).collect();
+                let mut d = Distribution::default();
+                values.iter().for_each(|&v| d.record(v));
+                let distinct = values
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
+                assert_eq!(d.is_exact(), distinct <= EXACT_SLOTS);
+                if d.is_exact() {
+                    continue;
+                }
+                for q in qs {
+                    assert_eq!(d.percentile(q), hdr_percentile(&values, q), "q {q}, n {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_ninth_distinct_value_switches_to_buckets() {
+        let mut d = Distribution::default();
+        for v in [300, 100, 200, 100, 800, 700, 600, 500, 400] {
+            d.record(v);
+        }
+        assert!(d.is_exact());
+        assert_eq!(d.percentile(0.2), 100);
+        assert_eq!(d.percentile(0.3), 200);
+        assert_eq!(d.percentile(1.0), 800);
+        d.record(1001);
+        assert!(!d.is_exact());
+        assert_eq!((d.count(), d.min(), d.max()), (10, 100, 1001));
+        assert_eq!(d.percentile(0.2), 100);
+        assert_eq!(d.percentile(0.8), 700);
+        assert_eq!(d.percentile(0.9), 800);
+        assert_eq!(d.percentile(0.95), 1001);
+        assert_eq!(d.mean(), 4701.0 / 10.0);
     }
 
     #[test]

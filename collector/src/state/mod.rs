@@ -9,9 +9,11 @@
 //! * [`sampling`]: unbiased estimates, with uncertainty, from a sampled stream.
 //! * [`mmaps`]: mapped ranges.
 //! * [`modules`]: loaded objects, to map addresses back to files.
-//! * [`histogram`], [`distribution`], [`timeline`], [`rate`], [`series`]: bounded
-//!   summaries over size and time (percentiles, allocation rate, per-site live bytes).
+//! * [`histogram`], [`distribution`] (over [`buckets`]), [`timeline`], [`rate`],
+//!   [`series`]: bounded summaries over size and time (percentiles, allocation rate,
+//!   per-site live bytes).
 
+pub mod buckets;
 pub mod distribution;
 pub mod heap;
 pub mod histogram;
