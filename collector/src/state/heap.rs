@@ -161,6 +161,7 @@ impl Heap {
         Some((block, site))
     }
 
+    #[inline]
     fn account_removal(&mut self, site: SiteIndex, block: &LiveBlock) {
         let mean = self.sample_mean;
         self.checkpoint(site).sub(block, mean);
@@ -289,6 +290,7 @@ impl Heap {
 }
 
 impl Site {
+    #[inline]
     fn add(&mut self, block: &LiveBlock, sample_mean: u64) {
         self.live_bytes += block.size;
         self.live_usable += block.usable;
@@ -298,6 +300,7 @@ impl Site {
         }
     }
 
+    #[inline]
     fn sub(&mut self, block: &LiveBlock, sample_mean: u64) {
         self.live_bytes -= block.size;
         self.live_usable -= block.usable;

@@ -21,6 +21,7 @@ pub struct Bucket {
     pub count: u64,
 }
 
+#[inline]
 fn bucket_of(value: u64) -> usize {
     if value == 0 {
         0
@@ -40,11 +41,18 @@ fn upper_bound(bucket: usize) -> u64 {
 
 impl Log2Histogram {
     /// Counts one value.
+    #[inline]
     pub fn record(&mut self, value: u64) {
         let b = bucket_of(value);
-        if self.counts.len() <= b {
-            self.counts.resize(b + 1, 0);
+        match self.counts.get_mut(b) {
+            Some(count) => *count += 1,
+            None => self.grow_and_record(b),
         }
+    }
+
+    #[cold]
+    fn grow_and_record(&mut self, b: usize) {
+        self.counts.resize(b + 1, 0);
         self.counts[b] += 1;
     }
 

@@ -5,35 +5,88 @@
 //! every live block (4 bytes per block), the tracker remembers, for the few
 //! addresses that are still some thread's latest allocation, which thread
 //! that is: at most one address per tracked thread.
+//!
+//! The thread of the latest allocation is kept aside, out of the maps: a
+//! stream comes in runs of events of one thread, and within a run an
+//! allocation or a free of the latest block costs no hashing at all.
 
 use rustc_hash::FxHashMap as HashMap;
 
 /// Threads whose latest allocation is remembered; beyond this the memory is reset.
 const MAX_TRACKED_THREADS: usize = 4096;
 
+/// The thread that allocated last, with its latest allocation.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    tid: u32,
+    addr: u64,
+    /// `addr` is still the thread's: not freed, nor allocated since by another thread.
+    owned: bool,
+}
+
 /// The latest allocation of each thread, and the reverse map of those still live.
 #[derive(Debug, Clone, Default)]
 pub struct LatestAllocs {
-    /// Thread id → address of its latest allocation.
+    /// Thread id → address of its latest allocation (for `current`'s thread:
+    /// out of date, the key only counts the thread).
     by_thread: HashMap<u32, u64>,
-    /// Address → thread whose latest allocation it is, while that block is live.
+    /// Address → thread whose latest allocation it is, while that block is
+    /// live, for every thread but `current`'s.
     owner: HashMap<u64, u32>,
+    current: Option<Current>,
 }
 
 impl LatestAllocs {
     /// Thread `tid` was handed the block at `addr`.
+    #[inline]
     pub fn allocated(&mut self, tid: u32, addr: u64) {
+        if !matches!(self.current, Some(c) if c.tid == tid) {
+            self.switch_to(tid);
+        }
+        // A duplicate allocation of a live address takes it over from its thread.
+        if !self.owner.is_empty() {
+            self.owner.remove(&addr);
+        }
+        // The thread's previous latest block is not its latest any more.
+        self.current = Some(Current {
+            tid,
+            addr,
+            owned: true,
+        });
+    }
+
+    /// Makes `tid` the current thread: puts the current one back in the maps
+    /// and takes `tid`'s latest allocation out of them.
+    #[cold]
+    fn switch_to(&mut self, tid: u32) {
+        if let Some(c) = self.current.take() {
+            self.by_thread.insert(c.tid, c.addr);
+            if c.owned {
+                self.owner.insert(c.addr, c.tid);
+            }
+        }
         if self.by_thread.len() >= MAX_TRACKED_THREADS && !self.by_thread.contains_key(&tid) {
             self.by_thread.clear();
             self.owner.clear();
         }
-        if let Some(previous) = self.by_thread.insert(tid, addr) {
-            if self.owner.get(&previous) == Some(&tid) {
-                self.owner.remove(&previous);
+        let current = match self.by_thread.get(&tid) {
+            Some(&addr) => {
+                let owned = self.owner.get(&addr) == Some(&tid);
+                if owned {
+                    self.owner.remove(&addr);
+                }
+                Current { tid, addr, owned }
             }
-        }
-        // A duplicate allocation of a live address takes it over from its thread.
-        self.owner.insert(addr, tid);
+            None => {
+                self.by_thread.insert(tid, 0);
+                Current {
+                    tid,
+                    addr: 0,
+                    owned: false,
+                }
+            }
+        };
+        self.current = Some(current);
     }
 
     /// Thread `tid` freed (not by `realloc`) the live block at `addr`: returns
@@ -41,8 +94,15 @@ impl LatestAllocs {
     ///
     /// A block released by `realloc` is not reported here: it comes back if
     /// the `realloc` fails, still its thread's latest allocation.
+    #[inline]
     pub fn freed(&mut self, tid: u32, addr: u64) -> bool {
-        self.owner.remove(&addr) == Some(tid)
+        if let Some(c) = &mut self.current {
+            if c.owned && c.addr == addr {
+                c.owned = false;
+                return c.tid == tid;
+            }
+        }
+        !self.owner.is_empty() && self.owner.remove(&addr) == Some(tid)
     }
 }
 
@@ -65,6 +125,67 @@ mod tests {
         t.allocated(3, 0x30);
         assert!(t.freed(3, 0x30));
         assert!(!t.freed(3, 0x30), "forgotten once freed");
+    }
+
+    /// The tracker as it was, with both maps updated on every call.
+    #[derive(Default)]
+    struct Reference {
+        by_thread: HashMap<u32, u64>,
+        owner: HashMap<u64, u32>,
+    }
+
+    impl Reference {
+        fn allocated(&mut self, tid: u32, addr: u64) {
+            if self.by_thread.len() >= MAX_TRACKED_THREADS && !self.by_thread.contains_key(&tid) {
+                self.by_thread.clear();
+                self.owner.clear();
+            }
+            if let Some(previous) = self.by_thread.insert(tid, addr) {
+                if self.owner.get(&previous) == Some(&tid) {
+                    self.owner.remove(&previous);
+                }
+            }
+            self.owner.insert(addr, tid);
+        }
+
+        fn freed(&mut self, tid: u32, addr: u64) -> bool {
+            self.owner.remove(&addr) == Some(tid)
+        }
+    }
+
+    #[test]
+    fn answers_as_maps_updated_on_every_call_do() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for threads in [1, 3, 5_000] {
+            let (mut t, mut r) = (LatestAllocs::default(), Reference::default());
+            let mut tid = 0;
+            let mut temporary = 0;
+            for _ in 0..200_000 {
+                if next(8) == 0 {
+                    tid = next(threads) as u32; // runs of one thread, as streams come
+                }
+                // Few addresses: duplicates, frees by other threads, reuse.
+                let addr = 0x1000 + 16 * next(64);
+                if next(2) == 0 {
+                    t.allocated(tid, addr);
+                    r.allocated(tid, addr);
+                } else {
+                    let (got, want) = (t.freed(tid, addr), r.freed(tid, addr));
+                    assert_eq!(got, want, "thread {tid} frees {addr:#x}");
+                    temporary += u64::from(got);
+                }
+            }
+            assert!(
+                temporary > 1_000,
+                "{threads} threads: {temporary} temporary"
+            );
+        }
     }
 
     #[test]

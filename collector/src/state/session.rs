@@ -1,6 +1,7 @@
 //! The state of one process image, rebuilt from its event stream.
 
 use rustc_hash::FxHashMap as HashMap;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use memshim_proto::{
@@ -86,6 +87,14 @@ impl std::fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
+
+/// [`Session::apply`] forgets allocations and frees instead of dropping them:
+/// they must own nothing.
+const _: () = {
+    const fn owns_nothing<T: Copy>() {}
+    owns_nothing::<Alloc>();
+    owns_nothing::<Free>();
+};
 
 /// The state a forked child starts from: its parent's, at the fork.
 #[derive(Debug, Clone)]
@@ -188,18 +197,21 @@ impl Session {
     /// short way; the rest go through [`Self::apply_other`].
     #[inline]
     pub fn apply(&mut self, event: Event) -> Result<(), ProtocolError> {
-        match event {
+        // Allocations and frees own nothing (they are `Copy`, see below): not
+        // dropping them saves a call to drop an `Event` per event.
+        let event = ManuallyDrop::new(event);
+        match &*event {
             Event::Alloc(a) => {
                 self.end = None;
-                self.alloc(&a);
+                self.alloc(a);
                 Ok(())
             }
             Event::Free(f) => {
                 self.end = None;
-                self.free(&f);
+                self.free(f);
                 Ok(())
             }
-            other => self.apply_other(other),
+            _ => self.apply_other(ManuallyDrop::into_inner(event)),
         }
     }
 
