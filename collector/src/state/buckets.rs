@@ -57,6 +57,16 @@ impl Buckets {
         self.counts[index] += n;
     }
 
+    /// Adds the counts of `other`.
+    pub fn merge(&mut self, other: &Buckets) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (ours, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *ours += theirs;
+        }
+    }
+
     /// The smallest value of the bucket that holds the `rank`-th smallest
     /// value (from 1), or `None` if fewer values were counted.
     pub fn lowest_at_rank(&self, rank: u64) -> Option<u64> {

@@ -62,36 +62,71 @@ impl Distribution {
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         self.sum += u128::from(value);
+        self.count_value(value, 1);
+    }
+
+    /// Adds every value of `other`, as if each had been recorded here.
+    pub fn merge(&mut self, other: &Distribution) {
+        self.count += other.count;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        match &other.repr {
+            Repr::Exact { .. } => {
+                for (v, n) in other.exact_values() {
+                    self.count_value(v, n);
+                }
+            }
+            Repr::Buckets(theirs) => {
+                if self.is_exact() {
+                    self.repr = Repr::Buckets(self.exact_to_buckets());
+                }
+                if let Repr::Buckets(ours) = &mut self.repr {
+                    ours.merge(theirs);
+                }
+            }
+        }
+    }
+
+    /// Counts `n` occurrences of `value` in the representation (not in the totals).
+    #[inline]
+    fn count_value(&mut self, value: u64, n: u64) {
         match &mut self.repr {
             Repr::Exact {
                 len,
                 values,
                 counts,
             } => {
-                let n = usize::from(*len);
-                if let Some(i) = values[..n].iter().position(|&v| v == value) {
-                    counts[i] += 1;
-                } else if n < EXACT_SLOTS {
-                    values[n] = value;
-                    counts[n] = 1;
+                let used = usize::from(*len);
+                if let Some(i) = values[..used].iter().position(|&v| v == value) {
+                    counts[i] += n;
+                } else if used < EXACT_SLOTS {
+                    values[used] = value;
+                    counts[used] = n;
                     *len += 1;
                 } else {
-                    self.spill(value);
+                    self.spill(value, n);
                 }
             }
-            Repr::Buckets(b) => b.record_n(value, 1),
+            Repr::Buckets(b) => b.record_n(value, n),
         }
     }
 
     /// Moves the exact values to buckets, with `value`, a distinct one too many.
     #[cold]
-    fn spill(&mut self, value: u64) {
+    fn spill(&mut self, value: u64, n: u64) {
+        let mut buckets = self.exact_to_buckets();
+        buckets.record_n(value, n);
+        self.repr = Repr::Buckets(buckets);
+    }
+
+    /// The exact values in buckets.
+    fn exact_to_buckets(&self) -> Buckets {
         let mut buckets = Buckets::default();
         for (v, n) in self.exact_values() {
             buckets.record_n(v, n);
         }
-        buckets.record_n(value, 1);
-        self.repr = Repr::Buckets(buckets);
+        buckets
     }
 
     /// The exact values and their counts, by value (empty past [`EXACT_SLOTS`] values).
@@ -287,6 +322,41 @@ mod tests {
         assert_eq!(d.percentile(0.9), 800);
         assert_eq!(d.percentile(0.95), 1001);
         assert_eq!(d.mean(), 4701.0 / 10.0);
+    }
+
+    #[test]
+    fn a_merge_is_the_distribution_of_all_the_values() {
+        let parts: [&[u64]; 5] = [
+            &[16, 16, 32],
+            &[48, 16, 64],
+            &[],
+            &[80, 96, 112, 128, 144],
+            &(1..=40).map(|v| v * 1_000).collect::<Vec<_>>(),
+        ];
+        // Exact and exact within 8 values; past 8 values; with buckets.
+        for upto in [2, 3, 4, 5] {
+            let mut merged = Distribution::default();
+            let mut whole = Distribution::default();
+            for part in &parts[..upto] {
+                let mut d = Distribution::default();
+                for &v in part.iter() {
+                    d.record(v);
+                    whole.record(v);
+                }
+                merged.merge(&d);
+            }
+            assert_eq!(merged.is_exact(), upto < 4, "{upto} parts");
+            assert_eq!(merged.is_exact(), whole.is_exact());
+            let summary = |d: &Distribution| (d.count(), d.min(), d.max(), d.mean());
+            assert_eq!(summary(&merged), summary(&whole));
+            for q in [0.0, 0.1, 0.3, 0.5, 0.75, 0.9, 0.99, 1.0] {
+                assert_eq!(
+                    merged.percentile(q),
+                    whole.percentile(q),
+                    "{upto} parts, q {q}"
+                );
+            }
+        }
     }
 
     #[test]

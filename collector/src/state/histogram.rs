@@ -56,6 +56,16 @@ impl Log2Histogram {
         self.counts[b] += 1;
     }
 
+    /// Adds the counts of `other`.
+    pub fn merge(&mut self, other: &Log2Histogram) {
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (ours, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *ours += theirs;
+        }
+    }
+
     /// The non-empty buckets, smallest first.
     pub fn buckets(&self) -> Vec<Bucket> {
         self.counts
@@ -73,6 +83,19 @@ impl Log2Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_merge_adds_bucket_by_bucket() {
+        let (mut a, mut b) = (Log2Histogram::default(), Log2Histogram::default());
+        a.record(3);
+        b.record(3);
+        b.record(1000);
+        a.merge(&b);
+        let got: Vec<(u64, u64)> = a.buckets().iter().map(|b| (b.le, b.count)).collect();
+        assert_eq!(got, [(4, 2), (1024, 1)]);
+        b.merge(&Log2Histogram::default());
+        assert_eq!(b.buckets().len(), 2);
+    }
 
     #[test]
     fn values_land_in_the_smallest_covering_bucket() {

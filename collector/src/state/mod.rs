@@ -3,6 +3,7 @@
 //! * [`session`]: one process image: counters, lifecycle, events applied in order.
 //! * [`heap`]: the live set, the allocation sites and the process peak.
 //! * [`sites`]: the allocation sites, numbered densely.
+//! * [`summary`]: the process's size and lifetime distributions, from the sites'.
 //! * [`latest`]: each thread's latest allocation, to tell temporary blocks.
 //! * [`leaks`]: leak classes of the blocks live at exit, from the shim's scan.
 //! * [`live`]: the live blocks by address, packed and sharded for memory.
@@ -27,6 +28,7 @@ pub mod sampling;
 pub mod series;
 pub mod session;
 pub mod sites;
+pub mod summary;
 pub mod timeline;
 
 #[cfg(test)]

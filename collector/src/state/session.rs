@@ -1,7 +1,7 @@
 //! The state of one process image, rebuilt from its event stream.
 
 use rustc_hash::FxHashMap as HashMap;
-use std::mem::ManuallyDrop;
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use memshim_proto::{
@@ -20,6 +20,7 @@ use super::modules::ModuleMap;
 use super::rate::RateSeries;
 use super::series::TICK_NS;
 use super::sites::SiteIndex;
+use super::summary::Summary;
 use super::timeline::{Sample, Timeline};
 
 /// How a process (image) ended, as reported.
@@ -88,14 +89,6 @@ impl std::fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
-/// [`Session::apply`] forgets allocations and frees instead of dropping them:
-/// they must own nothing.
-const _: () = {
-    const fn owns_nothing<T: Copy>() {}
-    owns_nothing::<Alloc>();
-    owns_nothing::<Free>();
-};
-
 /// The state a forked child starts from: its parent's, at the fork.
 #[derive(Debug, Clone)]
 pub struct ForkSnapshot {
@@ -127,8 +120,9 @@ pub struct Session {
     latest_stats: Option<Stats>,
     timeline: Timeline,
     rate: RateSeries,
-    sizes: (Log2Histogram, Distribution),
-    lifetimes: (Log2Histogram, Distribution),
+    /// The process's size and lifetime distributions, merged from the sites'
+    /// when asked for; reset by any event that changes a site's.
+    summary: OnceCell<Summary>,
     latest: LatestAllocs,
     next_tick_ns: u64,
     end: Option<EndReason>,
@@ -154,8 +148,7 @@ impl Session {
             latest_stats: None,
             timeline: Timeline::default(),
             rate: RateSeries::default(),
-            sizes: Default::default(),
-            lifetimes: Default::default(),
+            summary: OnceCell::new(),
             latest: LatestAllocs::default(),
             next_tick_ns: 0,
             end: None,
@@ -192,15 +185,18 @@ impl Session {
     }
 
     /// Applies one event of the stream.
+    pub fn apply(&mut self, mut event: Event) -> Result<(), ProtocolError> {
+        self.apply_in_place(&mut event)
+    }
+
+    /// Applies one event of the stream, taking what it owns (a stack's
+    /// frames, a module) out of it: `event` is left as an empty [`Event::Lost`].
     ///
-    /// Allocations and frees, nearly every event of a stream, take the
-    /// short way; the rest go through [`Self::apply_other`].
+    /// For a caller that holds a batch of events: allocations and frees,
+    /// nearly every event of a stream, are read where they are, not moved.
     #[inline]
-    pub fn apply(&mut self, event: Event) -> Result<(), ProtocolError> {
-        // Allocations and frees own nothing (they are `Copy`, see below): not
-        // dropping them saves a call to drop an `Event` per event.
-        let event = ManuallyDrop::new(event);
-        match &*event {
+    pub fn apply_in_place(&mut self, event: &mut Event) -> Result<(), ProtocolError> {
+        match event {
             Event::Alloc(a) => {
                 self.end = None;
                 self.alloc(a);
@@ -211,7 +207,7 @@ impl Session {
                 self.free(f);
                 Ok(())
             }
-            _ => self.apply_other(ManuallyDrop::into_inner(event)),
+            other => self.apply_other(std::mem::replace(other, Event::Lost { count: 0 })),
         }
     }
 
@@ -355,8 +351,7 @@ impl Session {
     #[inline]
     fn record_lifetime(&mut self, block: &LiveBlock, site: SiteIndex, ts: u64) {
         let ms = ts.saturating_sub(block.ts) / 1_000_000;
-        self.lifetimes.0.record(ms);
-        self.lifetimes.1.record(ms);
+        self.summary_changes();
         let site = self.heap.site_at(site);
         site.lifetimes_ms.record(ms);
         site.lifetime_dist.record(ms);
@@ -392,8 +387,7 @@ impl Session {
             self.settle(p, a.ts, None);
         }
         self.rate.record(a.ts, a.size);
-        self.sizes.0.record(a.size);
-        self.sizes.1.record(a.size);
+        self.summary_changes();
         self.latest.allocated(a.tid, a.addr);
         let c = &mut self.counters;
         if a.kind == AllocKind::Realloc {
@@ -538,12 +532,27 @@ impl Session {
 
     /// Requested sizes of every allocation: log2 buckets and percentiles.
     pub fn sizes(&self) -> (&Log2Histogram, &Distribution) {
-        (&self.sizes.0, &self.sizes.1)
+        let (buckets, dist) = &self.summary().sizes;
+        (buckets, dist)
     }
 
     /// Lifetimes (ms) of every released block: log2 buckets and percentiles.
     pub fn lifetimes(&self) -> (&Log2Histogram, &Distribution) {
-        (&self.lifetimes.0, &self.lifetimes.1)
+        let (buckets, dist) = &self.summary().lifetimes;
+        (buckets, dist)
+    }
+
+    fn summary(&self) -> &Summary {
+        self.summary
+            .get_or_init(|| Summary::of(self.heap.sites().values()))
+    }
+
+    /// A site's sizes or lifetimes are about to change: the summary is out of date.
+    #[inline]
+    fn summary_changes(&mut self) {
+        if self.summary.get().is_some() {
+            self.summary = OnceCell::new();
+        }
     }
 
     /// Blocks released by a `realloc` whose outcome is not known yet (still live).
