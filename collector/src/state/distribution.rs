@@ -56,7 +56,7 @@ impl Default for Distribution {
 
 impl Distribution {
     /// Counts one value: O(1), no float math.
-    #[inline]
+    #[inline(always)]
     pub fn record(&mut self, value: u64) {
         self.count += 1;
         self.min = self.min.min(value);
@@ -89,7 +89,7 @@ impl Distribution {
     }
 
     /// Counts `n` occurrences of `value` in the representation (not in the totals).
-    #[inline]
+    #[inline(always)]
     fn count_value(&mut self, value: u64, n: u64) {
         match &mut self.repr {
             Repr::Exact {

@@ -124,7 +124,7 @@ impl Heap {
 
     /// Inserts a block of the site at `site` (the site of `block.stack`);
     /// returns the block it replaced, if the address was live.
-    #[inline]
+    #[inline(always)]
     pub fn insert_at(&mut self, addr: u64, block: LiveBlock, site: SiteIndex) -> Option<LiveBlock> {
         let live_index = self.live_index(site, block.stack);
         let replaced = self
@@ -153,7 +153,7 @@ impl Heap {
     }
 
     /// Removes a block if it is live; returns it with its site.
-    #[inline]
+    #[inline(always)]
     pub fn remove_at(&mut self, addr: u64) -> Option<(LiveBlock, SiteIndex)> {
         let (block, live_index) = self.live.remove_indexed(addr)?;
         let site = self.site_of(live_index, block.stack);

@@ -14,6 +14,14 @@ use rustc_hash::FxHashMap as HashMap;
 
 /// Threads whose latest allocation is remembered; beyond this the memory is reset.
 const MAX_TRACKED_THREADS: usize = 4096;
+/// The filter of `owner` is rebuilt exactly on a thread switch when it has
+/// at most this many addresses (a bounded cost); otherwise only added to.
+const EXACT_FILTER_UPTO: usize = 16;
+
+/// The bit of `addr` in the filter of `owner` (a multiplicative hash).
+fn filter_bit(addr: u64) -> u64 {
+    1 << (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
+}
 
 /// The thread that allocated last, with its latest allocation.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +41,10 @@ pub struct LatestAllocs {
     /// Address → thread whose latest allocation it is, while that block is
     /// live, for every thread but `current`'s.
     owner: HashMap<u64, u32>,
+    /// The [`filter_bit`]s of the addresses of `owner`, and maybe of some
+    /// removed since: an address whose bit is clear is not in `owner`, and
+    /// most addresses allocated or freed are in no other thread's hands.
+    owner_filter: u64,
     current: Option<Current>,
 }
 
@@ -44,7 +56,7 @@ impl LatestAllocs {
             self.switch_to(tid);
         }
         // A duplicate allocation of a live address takes it over from its thread.
-        if !self.owner.is_empty() {
+        if self.owner_filter & filter_bit(addr) != 0 {
             self.owner.remove(&addr);
         }
         // The thread's previous latest block is not its latest any more.
@@ -63,6 +75,7 @@ impl LatestAllocs {
             self.by_thread.insert(c.tid, c.addr);
             if c.owned {
                 self.owner.insert(c.addr, c.tid);
+                self.owner_filter |= filter_bit(c.addr);
             }
         }
         if self.by_thread.len() >= MAX_TRACKED_THREADS && !self.by_thread.contains_key(&tid) {
@@ -87,6 +100,9 @@ impl LatestAllocs {
             }
         };
         self.current = Some(current);
+        if self.owner.len() <= EXACT_FILTER_UPTO {
+            self.owner_filter = self.owner.keys().fold(0, |f, &a| f | filter_bit(a));
+        }
     }
 
     /// Thread `tid` freed (not by `realloc`) the live block at `addr`: returns
@@ -102,7 +118,7 @@ impl LatestAllocs {
                 return c.tid == tid;
             }
         }
-        !self.owner.is_empty() && self.owner.remove(&addr) == Some(tid)
+        self.owner_filter & filter_bit(addr) != 0 && self.owner.remove(&addr) == Some(tid)
     }
 }
 
@@ -186,6 +202,28 @@ mod tests {
                 "{threads} threads: {temporary} temporary"
             );
         }
+    }
+
+    #[test]
+    fn the_filter_lets_no_address_of_another_thread_through() {
+        let mut t = LatestAllocs::default();
+        for tid in 0..40u32 {
+            t.allocated(tid, 0x1000 + u64::from(tid) * 16);
+        }
+        t.allocated(0, 0x10); // all 40 parked, 39 owned
+        for tid in 1..40u32 {
+            let addr = 0x1000 + u64::from(tid) * 16;
+            assert_ne!(t.owner_filter & filter_bit(addr), 0, "{addr:#x}");
+        }
+        assert_eq!(t.owner.len(), 39);
+        for tid in 1..30u32 {
+            assert!(t.freed(tid, 0x1000 + u64::from(tid) * 16));
+        }
+        t.allocated(1, 0x20); // a switch with 10 left: rebuilt exactly
+        assert_eq!(t.owner.len(), 11);
+        let exact = t.owner.keys().fold(0, |f, &a| f | filter_bit(a));
+        assert_eq!(t.owner_filter, exact);
+        assert!(t.owner_filter.count_ones() <= 11);
     }
 
     #[test]

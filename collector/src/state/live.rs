@@ -181,6 +181,7 @@ impl LiveBlocks {
     ///
     /// One probe of the table when it has room, and the table then ends up
     /// exactly as after [`Self::remove`] and an insertion, in the same slots.
+    #[inline(always)]
     pub fn replace(
         &mut self,
         addr: u64,
@@ -225,6 +226,7 @@ impl LiveBlocks {
     }
 
     /// Removes the block at `addr`, if it is live; with its stack index if it was packed.
+    #[inline(always)]
     pub fn remove_indexed(&mut self, addr: u64) -> Option<(LiveBlock, Option<u32>)> {
         if addr >> ADDR_BITS == 0 {
             let h = hash(addr);
