@@ -383,9 +383,9 @@ mod tests {
         h.insert(0x20, block(5 << 30, 2, 3)); // too large to pack
         h.insert(0x30, block(32, 2, 4));
         let (b, site) = h.remove_at(1 << 50).unwrap();
-        assert_eq!((b.size, site), (16, h.sites.find(2).unwrap()));
+        assert_eq!((b.size, site), (16, h.sites.index_of(2)));
         let (b, site) = h.remove_at(0x10).unwrap();
-        assert_eq!((b.size, site), (8, h.sites.find(1).unwrap()));
+        assert_eq!((b.size, site), (8, h.sites.index_of(1)));
         assert_eq!(h.sites()[&2].live_bytes, (5 << 30) + 32);
         assert_eq!(h.sites()[&2].live_blocks, 2);
         assert_eq!(h.sites()[&1].live_blocks, 0);

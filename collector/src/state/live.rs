@@ -292,11 +292,6 @@ impl LiveBlocks {
         packed.chain(spilled)
     }
 
-    /// Number of stack indices given so far (every index is below it).
-    pub fn stack_count(&self) -> usize {
-        self.stacks.len()
-    }
-
     /// The index packed blocks of `stack` refer to it with, added if new
     /// (`None` past 2^32 stacks: such blocks are kept whole).
     pub fn intern(&mut self, stack: StackId) -> Option<u32> {
@@ -417,11 +412,49 @@ mod tests {
     }
 
     #[test]
+    fn the_tables_fill_slot_for_slot_as_with_removal_and_plain_insertion() {
+        let mut live = LiveBlocks::default();
+        let mut plain: Vec<HashTable<Packed>> = (0..SHARDS).map(|_| HashTable::new()).collect();
+        let rehash = |q: &Packed| hash(q.addr());
+        let mut rng = 0x853c_49e6_748f_ea9bu64;
+        for i in 0..60_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let addr = 0x10_0000 + (rng % 20_000) * 16;
+            if i % 3 == 2 {
+                live.remove(addr);
+                let h = hash(addr);
+                if let Ok(e) = plain[shard_of(h)].find_entry(h, |p| p.addr() == addr) {
+                    e.remove();
+                }
+                continue;
+            }
+            let b = block(i % 1000, i % 3);
+            live.insert(addr, b);
+            // What the live set did before `replace`: remove, then insert unchecked.
+            let h = hash(addr);
+            let shard = &mut plain[shard_of(h)];
+            if let Ok(e) = shard.find_entry(h, |p| p.addr() == addr) {
+                e.remove();
+            }
+            let packed = Packed::new(addr, &b, live.intern(b.stack).unwrap()).unwrap();
+            shard.insert_unique(h, packed, rehash);
+        }
+        for (ours, theirs) in live.shards.iter().zip(&plain) {
+            let order = |t: &HashTable<Packed>| t.iter().map(|p| p.0).collect::<Vec<_>>();
+            assert_eq!(order(ours), order(theirs));
+            assert_eq!(ours.capacity(), theirs.capacity());
+        }
+        assert!(live.len() > 5_000);
+    }
+
+    #[test]
     fn stack_indices_come_back_with_packed_blocks_only() {
         let mut live = LiveBlocks::default();
         let (a, b) = (live.intern(0xa), live.intern(0xb));
         assert_eq!((a, b, live.intern(0xa)), (Some(0), Some(1), Some(0)));
-        assert_eq!(live.stack_count(), 2);
+        assert_eq!(live.stacks, [0xa, 0xb]);
         assert_eq!(live.replace(0x10, &block(8, 0xb), b), None);
         assert_eq!(live.replace(1 << 50, &block(8, 0xa), a), None, "spilled");
         let old = live.replace(0x10, &block(16, 0xa), a);

@@ -76,11 +76,6 @@ impl Sites {
         i
     }
 
-    /// The index of the site of `stack`, if it exists.
-    pub fn find(&self, stack: StackId) -> Option<SiteIndex> {
-        self.index.get(&stack).copied()
-    }
-
     /// The site at `i`.
     #[inline]
     pub fn at_mut(&mut self, i: SiteIndex) -> &mut Site {
@@ -144,8 +139,6 @@ mod tests {
         assert_eq!(sites[&0xbbbb].alloc_calls, 7);
         assert_eq!(sites.get(&0xaaaa).map(|s| s.alloc_calls), Some(0));
         assert!(sites.get(&0xcccc).is_none());
-        assert_eq!(sites.find(0xbbbb), Some(b));
-        assert_eq!(sites.find(0xcccc), None);
         assert_eq!(sites.len(), 2);
     }
 
