@@ -153,13 +153,12 @@ impl Server {
             if stopping {
                 return;
             }
-            let mut fds = [self.listener.as_raw_fd(), stop.wake_rx.as_raw_fd()].map(|fd| {
-                libc::pollfd {
+            let mut fds =
+                [self.listener.as_raw_fd(), stop.wake_rx.as_raw_fd()].map(|fd| libc::pollfd {
                     fd,
                     events: libc::POLLIN,
                     revents: 0,
-                }
-            });
+                });
             // SAFETY: valid pollfds, for the duration of the call.
             unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
         }
