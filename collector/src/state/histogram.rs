@@ -7,9 +7,31 @@ use serde::{Deserialize, Serialize};
 /// Bucket 0 counts zeros; bucket `b >= 1` counts the values in
 /// `(2^(b-2), 2^(b-1)]`, so a value lands in the smallest bucket whose
 /// upper bound (`le`) is at least the value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Log2Histogram {
-    counts: Vec<u64>,
+    counts: Counts,
+}
+
+/// Buckets counted in the struct itself: the values of most sites fall in
+/// one or two neighbouring powers of two, and a site is then counted with
+/// no allocation.
+const INLINE: usize = 2;
+
+#[derive(Debug, Clone)]
+enum Counts {
+    /// The counts of buckets `first..first + INLINE`.
+    Inline { first: u8, counts: [u64; INLINE] },
+    /// The counts of buckets `0..len`.
+    Spilled(Vec<u64>),
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts::Inline {
+            first: 0,
+            counts: [0; INLINE],
+        }
+    }
 }
 
 /// One non-empty bucket of a [`Log2Histogram`], as reported.
@@ -43,42 +65,92 @@ impl Log2Histogram {
     /// Counts one value.
     #[inline]
     pub fn record(&mut self, value: u64) {
-        let b = bucket_of(value);
-        match self.counts.get_mut(b) {
-            Some(count) => *count += 1,
-            None => self.grow_and_record(b),
-        }
+        self.add(bucket_of(value), 1);
     }
 
+    /// Counts `n` more values in bucket `b`.
+    #[inline]
+    fn add(&mut self, b: usize, n: u64) {
+        match &mut self.counts {
+            Counts::Inline { first, counts } => {
+                let i = b.wrapping_sub(usize::from(*first));
+                if i < INLINE {
+                    counts[i] += n;
+                    return;
+                }
+                if *counts == [0; INLINE] {
+                    // Empty: the window starts at the first value's bucket (at most 65).
+                    *first = b as u8;
+                    counts[0] = n;
+                    return;
+                }
+            }
+            Counts::Spilled(counts) => {
+                if let Some(count) = counts.get_mut(b) {
+                    *count += n;
+                    return;
+                }
+            }
+        }
+        self.grow_and_add(b, n);
+    }
+
+    /// Moves the counts to a `Vec` that reaches bucket `b`, and counts `n` there.
     #[cold]
-    fn grow_and_record(&mut self, b: usize) {
-        self.counts.resize(b + 1, 0);
-        self.counts[b] += 1;
+    fn grow_and_add(&mut self, b: usize, n: u64) {
+        let mut spilled = match &mut self.counts {
+            Counts::Spilled(counts) => std::mem::take(counts),
+            Counts::Inline { .. } => self.iter().map(|(_, count)| count).collect(),
+        };
+        if spilled.len() <= b {
+            spilled.resize(b + 1, 0);
+        }
+        spilled[b] += n;
+        self.counts = Counts::Spilled(spilled);
+    }
+
+    /// Every bucket kept, empty or not, with its count: smallest first.
+    fn iter(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let (first, counts) = match &self.counts {
+            Counts::Inline { first, counts } => (usize::from(*first), &counts[..]),
+            Counts::Spilled(counts) => (0, &counts[..]),
+        };
+        let skipped = (0..first).map(|b| (b, 0));
+        skipped.chain(
+            counts
+                .iter()
+                .enumerate()
+                .map(move |(i, &count)| (first + i, count)),
+        )
     }
 
     /// Adds the counts of `other`.
     pub fn merge(&mut self, other: &Log2Histogram) {
-        if self.counts.len() < other.counts.len() {
-            self.counts.resize(other.counts.len(), 0);
-        }
-        for (ours, theirs) in self.counts.iter_mut().zip(&other.counts) {
-            *ours += theirs;
+        for (b, count) in other.iter().filter(|&(_, count)| count > 0) {
+            self.add(b, count);
         }
     }
 
     /// The non-empty buckets, smallest first.
     pub fn buckets(&self) -> Vec<Bucket> {
-        self.counts
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(b, &count)| Bucket {
+        self.iter()
+            .filter(|&(_, count)| count > 0)
+            .map(|(b, count)| Bucket {
                 le: upper_bound(b),
                 count,
             })
             .collect()
     }
 }
+
+impl PartialEq for Log2Histogram {
+    /// Equal when every bucket has the same count, however they are kept.
+    fn eq(&self, other: &Self) -> bool {
+        self.buckets() == other.buckets()
+    }
+}
+
+impl Eq for Log2Histogram {}
 
 #[cfg(test)]
 mod tests {
@@ -95,6 +167,33 @@ mod tests {
         assert_eq!(got, [(4, 2), (1024, 1)]);
         b.merge(&Log2Histogram::default());
         assert_eq!(b.buckets().len(), 2);
+    }
+
+    #[test]
+    fn two_neighbouring_buckets_are_kept_inline_then_all_move_out() {
+        let mut h = Log2Histogram::default();
+        for v in [40, 64, 33, 100, 128, 65] {
+            h.record(v);
+        }
+        assert!(matches!(h.counts, Counts::Inline { first: 7, .. }));
+        let inline = h.clone();
+        h.record(3);
+        assert!(matches!(h.counts, Counts::Spilled(_)));
+        let got: Vec<(u64, u64)> = h.buckets().iter().map(|b| (b.le, b.count)).collect();
+        assert_eq!(got, [(4, 1), (64, 3), (128, 3)]);
+        h.record(0);
+        h.record(1 << 40);
+        assert_eq!(h.buckets().len(), 5);
+        assert_eq!(h.buckets()[0].le, 0);
+        assert_ne!(h, inline);
+        let mut spilled = Log2Histogram::default();
+        spilled.record(1 << 20);
+        spilled.record(1);
+        spilled.merge(&inline);
+        let mut merged = inline.clone();
+        merged.merge(&spilled);
+        let got: Vec<(u64, u64)> = merged.buckets().iter().map(|b| (b.le, b.count)).collect();
+        assert_eq!(got, [(1, 1), (64, 6), (128, 6), (1 << 20, 1)]);
     }
 
     #[test]
