@@ -44,6 +44,11 @@ impl SiteIndex {
 #[derive(Debug, Clone, Default)]
 pub struct Sites {
     /// Stack id → index into `sites`, in order of first appearance.
+    ///
+    /// An `FxHashMap` like the map of sites it replaces: the same hasher and
+    /// insertion order give the same iteration order. Stack ids are the
+    /// shim's 64-bit hashes, not keys an attacker picks, so one multiply
+    /// hashes them well enough, and much faster than SipHash.
     index: HashMap<StackId, SiteIndex>,
     sites: Vec<Site>,
     /// The stack and index last looked up: consecutive allocations very
