@@ -106,19 +106,19 @@ fn finish_tee(tee: &TeeSink, pid: u32) {
     }
 }
 
-fn first_hello<R: Read>(
-    frames: &mut FrameReader<R>,
-) -> Result<(Hello, std::vec::IntoIter<Event>), IngestError> {
+/// The stream's `Hello` and the rest of its batch.
+fn first_hello<R: Read>(frames: &mut FrameReader<R>) -> Result<(Hello, Vec<Event>), IngestError> {
     loop {
-        let Some(batch) = frames.next_batch().map_err(IngestError::Frame)? else {
+        let Some(mut batch) = frames.next_batch().map_err(IngestError::Frame)? else {
             return Err(IngestError::NoHello);
         };
-        let mut events = batch.into_iter();
-        match events.next() {
-            None => continue,
-            Some(Event::Hello(h)) => return Ok((h, events)),
-            Some(_) => return Err(IngestError::NoHello),
+        if batch.is_empty() {
+            continue;
         }
+        return match batch.remove(0) {
+            Event::Hello(h) => Ok((h, batch)),
+            _ => Err(IngestError::NoHello),
+        };
     }
 }
 
@@ -127,28 +127,29 @@ type Replies = Option<Box<dyn Write>>;
 fn apply_all<R: Read>(
     registry: &Registry,
     handle: &SessionHandle,
-    first: std::vec::IntoIter<Event>,
+    mut first: Vec<Event>,
     frames: &mut FrameReader<R>,
     replies: &mut Replies,
 ) -> Result<(), IngestError> {
-    apply_batch(registry, handle, first, replies)?;
-    while let Some(batch) = frames.next_batch().map_err(IngestError::Frame)? {
-        apply_batch(registry, handle, batch.into_iter(), replies)?;
+    apply_batch(registry, handle, &mut first, replies)?;
+    while let Some(mut batch) = frames.next_batch().map_err(IngestError::Frame)? {
+        apply_batch(registry, handle, &mut batch, replies)?;
     }
     Ok(())
 }
 
+/// Applies a batch of events in place (see [`crate::state::Session::apply_in_place`]).
 fn apply_batch(
     registry: &Registry,
     handle: &SessionHandle,
-    events: impl Iterator<Item = Event>,
+    events: &mut [Event],
     replies: &mut Replies,
 ) -> Result<(), IngestError> {
     let mut session = handle.lock();
     for event in events {
         match event {
             Event::Forked { child_pid, .. } => {
-                registry.offer_fork(session.hello().pid, child_pid, session.fork_snapshot())
+                registry.offer_fork(session.hello().pid, *child_pid, session.fork_snapshot())
             }
             Event::ScanRequest { .. } => {
                 if let Some(out) = replies.as_mut() {
@@ -162,7 +163,9 @@ fn apply_batch(
             }
             _ => {}
         }
-        session.apply(event).map_err(IngestError::Protocol)?;
+        session
+            .apply_in_place(event)
+            .map_err(IngestError::Protocol)?;
     }
     Ok(())
 }

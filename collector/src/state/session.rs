@@ -89,13 +89,6 @@ impl std::fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
-/// [`Session::apply`] does not drop allocations and frees: they must own nothing.
-const _: () = {
-    const fn owns_nothing<T: Copy>() {}
-    owns_nothing::<Alloc>();
-    owns_nothing::<Free>();
-};
-
 /// The state a forked child starts from: its parent's, at the fork.
 #[derive(Debug, Clone)]
 pub struct ForkSnapshot {
@@ -192,27 +185,31 @@ impl Session {
     }
 
     /// Applies one event of the stream.
+    pub fn apply(&mut self, mut event: Event) -> Result<(), ProtocolError> {
+        self.apply_in_place(&mut event)
+    }
+
+    /// Applies one event of the stream, taking what it owns (a stack's
+    /// frames, a module) out of it: `event` is left as an empty [`Event::Lost`].
     ///
-    /// Allocations and frees, nearly every event of a stream, take the short
-    /// way, and are forgotten rather than dropped (they own nothing: they are
-    /// `Copy`, as asserted above `ForkSnapshot`), which saves a call to drop
-    /// an `Event` per event.
+    /// For a caller that holds a batch of events: allocations and frees,
+    /// nearly every event of a stream, are read where they are. Moving each
+    /// 120-byte `Event` out of the batch instead cost two copies per event
+    /// and a store-forwarding stall on the second.
     #[inline]
-    pub fn apply(&mut self, event: Event) -> Result<(), ProtocolError> {
+    pub fn apply_in_place(&mut self, event: &mut Event) -> Result<(), ProtocolError> {
         match event {
             Event::Alloc(a) => {
-                std::mem::forget(event);
                 self.end = None;
-                self.alloc(&a);
+                self.alloc(a);
                 Ok(())
             }
             Event::Free(f) => {
-                std::mem::forget(event);
                 self.end = None;
-                self.free(&f);
+                self.free(f);
                 Ok(())
             }
-            other => self.apply_other(other),
+            other => self.apply_other(std::mem::replace(other, Event::Lost { count: 0 })),
         }
     }
 
