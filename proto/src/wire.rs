@@ -59,6 +59,10 @@ const REALLOC_FREE: u32 = 7;
 const MIN_ELEMENT_LEN: usize = 2;
 /// Most events room is made for before any is decoded, whatever the batch claims.
 const MAX_PREALLOC: usize = 1 << 16;
+/// Most elements a batch may hold. The shim sends at most 16 Ki events (and
+/// their new stacks) per batch; the limit keeps a hostile 64 MiB frame of
+/// 2-byte elements from costing the collector gigabytes of decoded events.
+pub(crate) const MAX_BATCH_ELEMENTS: u64 = 1 << 20;
 
 /// What the differences of both sides are relative to.
 #[derive(Debug, Default)]
@@ -190,6 +194,8 @@ pub(crate) enum WireError {
     Full(bincode::error::DecodeError),
     /// Bytes left over after the last element.
     Trailing(usize),
+    /// A batch claiming more than [`MAX_BATCH_ELEMENTS`] elements.
+    TooMany(u64),
 }
 
 impl From<VarintError> for WireError {
@@ -206,6 +212,10 @@ impl fmt::Display for WireError {
             WireError::UndeclaredStack(i) => write!(f, "stack index {i} was never declared"),
             WireError::Full(e) => write!(f, "{e}"),
             WireError::Trailing(n) => write!(f, "{n} trailing bytes after a batch"),
+            WireError::TooMany(n) => write!(
+                f,
+                "a batch of {n} elements exceeds the limit of {MAX_BATCH_ELEMENTS}"
+            ),
         }
     }
 }
@@ -224,6 +234,9 @@ impl Decoder {
     pub(crate) fn decode_batch(&mut self, payload: &[u8]) -> Result<Vec<Event>, WireError> {
         let mut r = Reader::new(payload);
         let count = r.u64()?;
+        if count > MAX_BATCH_ELEMENTS {
+            return Err(WireError::TooMany(count));
+        }
         let room = (count.min(MAX_PREALLOC as u64) as usize).min(payload.len() / MIN_ELEMENT_LEN);
         let mut out = Vec::with_capacity(room);
         for _ in 0..count {

@@ -485,10 +485,21 @@ fn specific_corruptions_are_errors() {
     ));
     let mut huge = vec![253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     huge.extend([6, 0, 0, 0].repeat(1000));
-    assert!(matches!(
-        err(&huge),
-        WireError::Varint(VarintError::Truncated)
-    ));
+    assert!(matches!(err(&huge), WireError::TooMany(u64::MAX)));
+    // Over the element limit with every element present: refused before decoding.
+    let over = MAX_BATCH_ELEMENTS + 1;
+    let mut many = vec![252];
+    many.extend((over as u32).to_le_bytes());
+    many.extend([6, 0, 0, 0].repeat(over as usize));
+    assert!(matches!(err(&many), WireError::TooMany(n) if n == over));
+    // At the limit, accepted.
+    let mut most = vec![252];
+    most.extend((MAX_BATCH_ELEMENTS as u32).to_le_bytes());
+    most.extend([6, 0, 0, 0].repeat(MAX_BATCH_ELEMENTS as usize));
+    assert_eq!(
+        Decoder::default().decode_batch(&most).unwrap().len() as u64,
+        MAX_BATCH_ELEMENTS
+    );
     assert!(matches!(err(&[1, 0, 99]), WireError::Full(_)));
     // Wider forms than needed are accepted, as bincode accepts them.
     assert_eq!(
