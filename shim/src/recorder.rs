@@ -148,7 +148,7 @@ pub fn alloc(ptr: *mut c_void, size: usize, kind: RawKind) {
     }
     let Some(rec) = begin() else { return };
     if let Some(set) = SampledSet::global() {
-        // A full neighbourhood only means this block's free is recorded anyway.
+        // A full bucket only means this block's free is recorded anyway.
         set.insert(ptr as u64);
     }
     let stack = current_stack(&rec, true);
