@@ -14,12 +14,13 @@
 //!    into a lock-free queue ([`queue`]).
 //! 3. One sender thread per process ([`sender`]) drains the queue, encodes
 //!    batches (`memshim-proto`) and writes them out, with the module map
-//!    ([`modules`]) and periodic statistics.
+//!    ([`modules`], kept current by [`announce`]) and periodic statistics.
 //!
 //! [`lifecycle`] handles start-up, `fork`, `exec` and `exit`. The host must
 //! never notice any of it: same output, same exit code, same `errno`.
 
 mod allocator;
+mod announce;
 mod bootstrap;
 mod clock;
 mod config;
@@ -40,7 +41,6 @@ mod threads;
 mod trace_file;
 mod unwind;
 mod wake;
-mod watcher;
 
 #[global_allocator]
 static ALLOCATOR: allocator::RealAllocator = allocator::RealAllocator;

@@ -22,7 +22,7 @@ use crate::sampler;
 use crate::sender::{self, Sink};
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
-use crate::{clock, leakscan, modules, real, recorder, trace_file, watcher};
+use crate::{announce, clock, leakscan, modules, real, recorder, trace_file};
 
 const INIT_NONE: u8 = 0;
 const INIT_RUNNING: u8 = 1;
@@ -31,8 +31,6 @@ const INIT_DONE: u8 = 2;
 /// How long `exit` or `exec` waits for the collector to take the last events.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_CODE_UNKNOWN: i64 = i64::MIN;
-/// How long `exit` or `exec` waits for a last look at the loaded modules.
-const RESCAN_TIMEOUT: Duration = Duration::from_millis(200);
 
 static INIT: AtomicU8 = AtomicU8::new(INIT_NONE);
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -191,7 +189,7 @@ pub fn after_fork_child(parent: u32) {
     queue::reset_counters();
     recorder::forget_stacks();
     sender::reset_after_fork();
-    watcher::reset_after_fork();
+    announce::reset_after_fork();
     EXIT_CODE.store(EXIT_CODE_UNKNOWN, Ordering::Relaxed);
     PENDING_CHILD_OF.store(parent, Ordering::Release);
 }
@@ -214,10 +212,17 @@ extern "C" fn at_exit() {
     }
     let code = EXIT_CODE.load(Ordering::Relaxed);
     let code = (code != EXIT_CODE_UNKNOWN).then_some(code as i32);
-    watcher::rescan(RESCAN_TIMEOUT);
+    announce_last_modules();
     leakscan::run(entry_sp, FLUSH_TIMEOUT);
     if recorder::end(RawKind::EndExit, code) {
         sender::flush(FLUSH_TIMEOUT);
+    }
+}
+
+/// A last look at the loaded modules, so that every frame can be named.
+fn announce_last_modules() {
+    if let Some(_guard) = Guard::enter() {
+        announce::now();
     }
 }
 
@@ -238,7 +243,7 @@ pub fn before_exec() {
     if !(own_stream && has_stream()) {
         return;
     }
-    watcher::rescan(RESCAN_TIMEOUT);
+    announce_last_modules();
     if recorder::end(RawKind::EndExec, None) {
         sender::flush(FLUSH_TIMEOUT);
     }

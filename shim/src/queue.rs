@@ -104,8 +104,8 @@ pub struct Channel {
     pub events: ArrayQueue<RawEvent>,
     /// Stack definitions: bounded, rare.
     pub stacks: ArrayQueue<StackRecord>,
-    /// Rare, large events built off the hot path (modules from the watcher
-    /// thread, the exit leak scan): unbounded, lock-free.
+    /// Rare, large events built off the hot path (module announcements, the
+    /// exit leak scan): unbounded, lock-free.
     pub rare: SegQueue<Event>,
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use memshim_proto::python::PYTHON_FRAME_TAG;
 
+use crate::announce;
 use crate::clock;
 use crate::lifecycle;
 use crate::python;
@@ -128,6 +129,10 @@ fn current_stack(rec: &Recording, may_allocate: bool) -> u64 {
     let ips = &frames.ips[..frames.len];
     let id = stack::stack_id(ips);
     if seen.is_none_or(|s| s.insert(id)) {
+        if may_allocate {
+            // New code ran: perhaps from an object loaded since the last look.
+            announce::before_new_stack();
+        }
         let mut record = StackRecord {
             id,
             len: ips.len() as u32,

@@ -1,9 +1,9 @@
 //! The sender thread: drains the queues, encodes batches, writes the stream.
 //!
 //! One per process. It owns the connection to the collector (or the trace
-//! file), forwards what the module watcher found, samples memory statistics,
+//! file), forwards module announcements, samples memory statistics,
 //! and acknowledges flush requests so that `exit` and `exec` lose nothing.
-//! It never takes a lock the program's threads could hold (see `watcher`).
+//! It never takes a lock the program's threads could hold (see `announce`).
 
 use std::fs::File;
 use std::io::Write;
@@ -21,7 +21,7 @@ use crate::clock::{self, TickConverter};
 use crate::modules::ModuleTracker;
 use crate::queue::{self, Channel, RawEvent, RawKind};
 use crate::wake::Doorbell;
-use crate::{threads, watcher};
+use crate::{announce, threads};
 
 const NONE: u8 = 0;
 const LIVE: u8 = 1;
@@ -98,7 +98,7 @@ pub fn reset_after_fork() {
 }
 
 /// Writes the stream header, `hello` and the module map, then starts the
-/// sender thread and the module watcher. Runs under the guard. Returns
+/// sender thread and hands the module map to [`announce`]. Runs under the guard. Returns
 /// `false` if the sink failed.
 pub fn start(mut sink: Sink, hello: Hello) -> bool {
     let mut modules = ModuleTracker::default();
@@ -117,13 +117,12 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
         let fd = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         REPLY_FD.store(fd, Ordering::Release);
     }
+    announce::begin(modules);
     STATE.store(LIVE, Ordering::Release);
     if !threads::spawn_guarded(c"memshim-sender", Box::new(move || run(sink, encoder))) {
         STATE.store(DEAD, Ordering::Release);
         return false;
     }
-    // Without the watcher, libraries loaded later are simply not announced.
-    watcher::start(modules);
     true
 }
 

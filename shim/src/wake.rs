@@ -1,7 +1,7 @@
 //! Waking the shim's own threads without making them spin or oversleep.
 //!
-//! The sender and the watcher sleep between rounds; `exit` and `exec` must not
-//! wait out those sleeps. A futex word per sleeper lets the waker cut a sleep
+//! The sender sleeps between rounds, and producers may sleep until it has
+//! made room; `exit` and `exec` must not wait out those sleeps. A futex word per sleeper lets the waker cut a sleep
 //! short (std has no timed wait that is both lock-free and fork-safe; a
 //! futex holds no lock a fork could orphan).
 

@@ -8,14 +8,10 @@
 //! `unwind::registry` for why.
 
 use std::ffi::{c_int, c_void};
-use std::time::Duration;
 
 use crate::real;
 use crate::thread_state::Guard;
-use crate::{unwind, watcher};
-
-/// How long `dlclose` waits for the module watcher's last look.
-const RESCAN_TIMEOUT: Duration = Duration::from_millis(50);
+use crate::{announce, unwind};
 
 /// Interposed `dlclose(3)`.
 #[no_mangle]
@@ -26,15 +22,16 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
         return -1;
     };
     let errno = *libc::__errno_location();
-    // Make sure the collector hears of the library before it goes: one
-    // loaded and closed between two of the watcher's looks would otherwise
-    // never be announced, and its frames never named. Bounded: the loader
-    // lock may be held elsewhere.
-    watcher::rescan(RESCAN_TIMEOUT);
     {
         // If the guard is already held (the shim is active on this thread),
         // the work below is unrecorded anyway.
-        let _guard = Guard::enter();
+        let guard = Guard::enter();
+        if guard.is_some() {
+            // Make sure the collector hears of the library before it goes:
+            // one loaded and closed without a new stack in between would
+            // otherwise never be announced, and its frames never named.
+            announce::now();
+        }
         unwind::before_dlclose();
     }
     *libc::__errno_location() = errno;
