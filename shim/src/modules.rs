@@ -88,16 +88,41 @@ fn find_build_id(mut notes: &[u8]) -> Vec<u8> {
 }
 
 /// The address range of the object that contains `addr` (the shim itself, to
-/// drop its frames from stacks).
+/// drop its frames from stacks). Allocates nothing: it runs at start-up,
+/// where every microsecond is paid by every process.
 pub fn range_containing(addr: usize) -> Option<(usize, usize)> {
-    scan().into_iter().find_map(|m| {
-        let (lo, hi) = m.segments.iter().fold((u64::MAX, 0), |(lo, hi), s| {
-            (lo.min(m.base + s.vaddr), hi.max(m.base + s.vaddr + s.memsz))
-        });
-        (lo..hi)
-            .contains(&(addr as u64))
-            .then_some((lo as usize, hi as usize))
-    })
+    struct Search {
+        addr: u64,
+        found: Option<(usize, usize)>,
+    }
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        let search = &mut *(data as *mut Search);
+        let info = &*info;
+        let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+        let (lo, hi) = phdrs.iter().filter(|ph| ph.p_type == libc::PT_LOAD).fold(
+            (u64::MAX, 0),
+            |(lo, hi), ph| {
+                let start = info.dlpi_addr + ph.p_vaddr;
+                (lo.min(start), hi.max(start + ph.p_memsz))
+            },
+        );
+        if (lo..hi).contains(&search.addr) {
+            search.found = Some((lo as usize, hi as usize));
+            return 1;
+        }
+        0
+    }
+    let mut search = Search {
+        addr: addr as u64,
+        found: None,
+    };
+    // SAFETY: the callback only reads the headers it is handed and writes `search`.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut search as *mut Search).cast()) };
+    search.found
 }
 
 /// A cheap fingerprint of the loaded set: glibc's counts of objects ever

@@ -9,17 +9,27 @@ use std::ffi::CStr;
 
 type Body = Box<dyn FnOnce() + Send>;
 
+/// What a new thread starts from: its name and what it runs.
+struct Start {
+    name: &'static CStr,
+    body: Body,
+}
+
 /// Starts a detached thread named `name` that runs `body` with its guard
 /// held for good and all signals blocked. Returns `false` if it could not start.
 pub fn spawn_guarded(name: &'static CStr, body: Body) -> bool {
     extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
         crate::thread_state::guard_forever();
         // SAFETY: `arg` is the box leaked by `spawn_guarded`, handed over exactly once.
-        let body = unsafe { Box::from_raw(arg.cast::<Body>()) };
-        body();
+        let start = unsafe { Box::from_raw(arg.cast::<Start>()) };
+        // Named from inside: one `prctl`, where naming it from the parent
+        // (`pthread_setname_np`) opens and writes a file under /proc.
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string.
+        unsafe { libc::prctl(libc::PR_SET_NAME, start.name.as_ptr()) };
+        (start.body)();
         std::ptr::null_mut()
     }
-    let arg = Box::into_raw(Box::new(body));
+    let arg = Box::into_raw(Box::new(Start { name, body }));
     // SAFETY: plain pthread and signal-mask calls with valid pointers; on
     // failure the box is reclaimed.
     unsafe {
@@ -39,7 +49,6 @@ pub fn spawn_guarded(name: &'static CStr, body: Body) -> bool {
             drop(Box::from_raw(arg));
             return false;
         }
-        libc::pthread_setname_np(thread, name.as_ptr());
     }
     true
 }
