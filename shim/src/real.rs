@@ -76,6 +76,13 @@ pub fn get() -> Option<&'static RealFns> {
     }
 }
 
+/// The real functions if they are resolved already: the hooks' fast path,
+/// which leaves resolution to their out-of-line twins.
+#[inline(always)]
+pub fn resolved() -> Option<&'static RealFns> {
+    REAL.get()
+}
+
 #[cold]
 fn resolve_slow() -> Option<&'static RealFns> {
     // If the guard is held, this thread is inside `resolve` (dlsym allocating).

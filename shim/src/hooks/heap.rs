@@ -7,9 +7,10 @@
 //! The hot hooks (`malloc`, `calloc`, `realloc`, `free`) decide first, from
 //! the size or the address alone, whether the call can go unrecorded (when
 //! sampling, nearly always: see [`sampler::skip`] and
-//! [`SampledSet::surely_absent`]). Such a call ends in a tail call of the
-//! real function: no stack frame, a handful of instructions. Everything
-//! else happens out of line, in the recorder.
+//! [`sampled_set::surely_unsampled`]). Such a call ends in a tail call of the
+//! real function: no stack frame, a dozen instructions. Anything else is a
+//! tail call of the hook's out-of-line `*_recorded` twin, so that the fast
+//! path saves no register either.
 
 use std::ffi::{c_int, c_void};
 
@@ -19,15 +20,8 @@ use crate::bootstrap;
 use crate::queue::RawKind;
 use crate::real;
 use crate::recorder;
-use crate::sampled_set::SampledSet;
+use crate::sampled_set;
 use crate::sampler;
-
-/// Whether the release of `ptr` can go unrecorded: sampling is on and the
-/// block was not sampled.
-#[inline(always)]
-fn unsampled_block(ptr: *mut c_void) -> bool {
-    SampledSet::global().is_some_and(|set| set.surely_absent(ptr as u64))
-}
 
 #[inline(always)]
 fn recorded(p: *mut c_void, size: usize, kind: RawKind) -> *mut c_void {
@@ -40,8 +34,15 @@ fn recorded(p: *mut c_void, size: usize, kind: RawKind) -> *mut c_void {
 /// Interposed `malloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
-    match real::get() {
+    match real::resolved() {
         Some(real) if sampler::skip(size) => (real.malloc)(size),
+        _ => malloc_recorded(size),
+    }
+}
+
+#[inline(never)]
+unsafe extern "C" fn malloc_recorded(size: size_t) -> *mut c_void {
+    match real::get() {
         Some(real) => recorded((real.malloc)(size), size, RawKind::Malloc),
         None => bootstrap::alloc(size, 16).cast(),
     }
@@ -50,8 +51,15 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 /// Interposed `calloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn calloc(nmemb: size_t, size: size_t) -> *mut c_void {
-    match real::get() {
+    match real::resolved() {
         Some(real) if sampler::skip(nmemb.wrapping_mul(size)) => (real.calloc)(nmemb, size),
+        _ => calloc_recorded(nmemb, size),
+    }
+}
+
+#[inline(never)]
+unsafe extern "C" fn calloc_recorded(nmemb: size_t, size: size_t) -> *mut c_void {
+    match real::get() {
         Some(real) => recorded(
             (real.calloc)(nmemb, size),
             nmemb.wrapping_mul(size),
@@ -68,14 +76,25 @@ pub unsafe extern "C" fn calloc(nmemb: size_t, size: size_t) -> *mut c_void {
 /// real call) and an allocation of the new one (recorded after).
 #[no_mangle]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: size_t) -> *mut c_void {
+    match real::resolved() {
+        Some(real)
+            if !bootstrap::contains(ptr.cast())
+                && (ptr.is_null() || sampled_set::surely_unsampled(ptr as u64))
+                && sampler::skip(size) =>
+        {
+            (real.realloc)(ptr, size)
+        }
+        _ => realloc_recorded(ptr, size),
+    }
+}
+
+#[inline(never)]
+unsafe extern "C" fn realloc_recorded(ptr: *mut c_void, size: size_t) -> *mut c_void {
     let Some(real) = real::get() else {
         return realloc_bootstrap(ptr, size, None);
     };
     if bootstrap::contains(ptr.cast()) {
         return realloc_bootstrap(ptr, size, Some(real));
-    }
-    if (ptr.is_null() || unsampled_block(ptr)) && sampler::skip(size) {
-        return (real.realloc)(ptr, size);
     }
     if ptr.is_null() {
         return recorded((real.realloc)(ptr, size), size, RawKind::Realloc);
@@ -128,13 +147,24 @@ pub unsafe extern "C" fn reallocarray(
 /// thread can be handed the same address before the collector hears of it.
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // `free(NULL)` may take the fast path: the real one ignores it too.
+    match real::resolved() {
+        Some(real)
+            if !bootstrap::contains(ptr.cast()) && sampled_set::surely_unsampled(ptr as u64) =>
+        {
+            (real.free)(ptr)
+        }
+        _ => free_recorded(ptr),
+    }
+}
+
+#[inline(never)]
+unsafe extern "C" fn free_recorded(ptr: *mut c_void) {
     if ptr.is_null() || bootstrap::contains(ptr.cast()) {
         return;
     }
     if let Some(real) = real::get() {
-        if !unsampled_block(ptr) {
-            recorder::free(ptr, false);
-        }
+        recorder::free(ptr, false);
         (real.free)(ptr);
     }
 }
