@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """`make bench`: slowdown of memshim against the same programs run plain.
 
-Every workload runs plain, under memshim (exact mode, full stacks, through
-`memcollect run`), and under heaptrack when it is installed; runs are
-interleaved, and the table shows the median wall time of each and its ratio
-to plain. The table is printed and written to BENCHMARKS.md with the
+Every workload runs plain, under a preloaded library that only forwards the
+allocation calls (the floor any LD_PRELOAD tool starts from), under memshim
+sampled and exact (full stacks, through `memcollect run`), and under
+heaptrack when it is installed; runs are interleaved, and the table shows the
+median wall time of each and its ratio to plain. The table is printed and written to BENCHMARKS.md with the
 command lines that produced it. Nothing is installed: missing tools are named.
 """
 import json
@@ -20,6 +21,39 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
 MEMCOLLECT = os.path.join(RELEASE, "memcollect")
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+
+
+def build_forwarder(tmp):
+    """The forwarding-only preload library (bench/forward.c)."""
+    lib = os.path.join(tmp, "forward.so")
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", lib, os.path.join(ROOT, "bench", "forward.c")],
+                   check=True)
+    return lib
+
+
+def start_cost(sock, runs=300):
+    """Median wall time of /bin/true: plain, with the shim loaded but disabled, sampled."""
+    true = shutil.which("true") or "/bin/true"
+    shim = os.path.join(RELEASE, "libmemshim.so")
+    envs = {
+        "plain": dict(os.environ),
+        "shim loaded, MEMSHIM_DISABLE=1": dict(os.environ, LD_PRELOAD=shim, MEMSHIM_DISABLE="1"),
+        "shim sampled, streaming to serve": dict(os.environ, LD_PRELOAD=shim, MEMSHIM_SOCKET=sock,
+                                                 MEMSHIM_SAMPLE_BYTES="524288"),
+    }
+    times = {name: [] for name in envs}
+    for _ in range(runs):
+        for name, env in envs.items():
+            start = time.perf_counter()
+            pid = os.posix_spawn(true, [true], env)
+            os.waitpid(pid, 0)
+            times[name].append(time.perf_counter() - start)
+    plain = statistics.median(times["plain"])
+    lines = [f"| `true`, median of {runs} interleaved runs | wall time | above plain |", "|---|---|---|"]
+    for name, t in times.items():
+        med = statistics.median(t)
+        lines.append(f"| {name} | {med * 1000:.3f} ms | {(med - plain) * 1000:+.3f} ms |")
+    return "\n".join(lines)
 
 
 def build_workloads(tmp):
@@ -147,8 +181,10 @@ def main():
             time.sleep(0.05)
         sampled_env = ["env", f"LD_PRELOAD={os.path.join(RELEASE, 'libmemshim.so')}",
                        f"MEMSHIM_SOCKET={sock}", "MEMSHIM_SAMPLE_BYTES=524288"]
+        forward_env = ["env", f"LD_PRELOAD={build_forwarder(tmp)}"]
         modes = [
             ("plain", lambda c: c),
+            ("forwarding only (floor)", lambda c: forward_env + c),
             ("memshim sampled 512 KiB (serve)", lambda c: sampled_env + c),
             ("memshim exact (run)", lambda c: [MEMCOLLECT, "run", "--no-interpreter-env", "--output", os.devnull, "--"] + c),
         ]
@@ -163,14 +199,18 @@ def main():
             medians = {m: statistics.median(t) for m, t in times.items()}
             rows.append((name, cmd, medians))
             print(f"{name:32} " + "  ".join(f"{m}: {medians[m]*1000:8.1f} ms" for m, _ in modes), flush=True)
+        start = start_cost(sock)
+        print("\n" + start)
         server.terminate()
         server.wait()
-    header = "| workload | plain | " + " | ".join(m for m, _ in modes[1:]) + " |"
-    lines = [header, "|" + "---|" * (len(modes) + 1)]
+    floor, sampled = modes[1][0], modes[2][0]
+    header = "| workload | plain | " + " | ".join(m for m, _ in modes[1:]) + " | sampled ÷ floor |"
+    lines = [header, "|" + "---|" * (len(modes) + 2)]
     for name, _, med in rows:
         cells = [f"{med['plain']*1000:.1f} ms"]
         for m, _ in modes[1:]:
             cells.append(f"{med[m]*1000:.1f} ms ({med[m]/med['plain']:.2f}×)")
+        cells.append(f"{med[sampled]/med[floor]:.2f}×")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print("\n" + table)
@@ -186,8 +226,12 @@ def main():
                   "MEMSHIM_SAMPLE_BYTES=524288, streaming to an already running `memcollect serve`. "
                   "*Exact*: every call with its full stack, through `memcollect run` (collector, "
                   "exit leak scan, symbolized report included). heaptrack: `heaptrack -o FILE -- CMD`, "
-                  "its recording and interpretation included.\n\n")
-        out.write(table + "\n\n" + collector + "\n\n")
+                  "its recording and interpretation included. *Forwarding only*: a preloaded "
+                  "library (bench/forward.c) whose malloc, calloc, realloc and free just call "
+                  "glibc's: the floor of any LD_PRELOAD tool.\n\n")
+        out.write(table + "\n\nCost of a process start and exit (bench/run.py `start_cost`): what "
+                  "every process pays before its first allocation.\n\n" + start + "\n\n")
+        out.write(collector + "\n\n")
         out.write("Stack capture (bench/unwind.sh): ns per malloc+free pair at a call depth, "
                   "plain and under the shim (exact mode, stacks to 128 frames, trace file), "
                   "for code built without (`nofp`) and with (`fp`) frame pointers.\n\n```text\n"
