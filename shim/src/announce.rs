@@ -65,10 +65,12 @@ pub fn now() {
 }
 
 /// In a forked child: the threads that could have held the flag are gone,
-/// and the child's stream will open with its own module map.
+/// and the child's stream will open with its own module map. The parent's
+/// tracker is leaked, not dropped: a thread may have been changing it at the
+/// fork, and dropping a half-updated set could crash the child.
 pub fn reset_after_fork() {
     BUSY.store(false, Ordering::Release);
-    with_tracker(None, |tracker| *tracker = None);
+    with_tracker(None, |tracker| std::mem::forget(tracker.take()));
 }
 
 /// Runs `f` on the tracker once this thread holds `BUSY`: at once or never
