@@ -80,7 +80,8 @@ pub fn group_key(by: GroupBy, frames: &[Frame]) -> (String, Option<String>) {
 #[derive(Debug)]
 pub struct Grouper {
     by: GroupBy,
-    groups: HashMap<(String, Option<String>), Group>,
+    /// Figures summed per (key, module).
+    groups: HashMap<(String, Option<String>), Usage>,
 }
 
 impl Grouper {
@@ -94,26 +95,28 @@ impl Grouper {
 
     /// Adds one site (its symbolized frames and its figures).
     pub fn add(&mut self, frames: &[Frame], usage: &Usage) {
-        let (key, module) = group_key(self.by, frames);
-        let g = self
-            .groups
-            .entry((key.clone(), module.clone()))
-            .or_insert_with(|| Group {
-                key,
-                module,
-                ..Group::default()
-            });
-        g.sites += usage.sites;
-        g.alloc_calls += usage.alloc_calls;
-        g.bytes_allocated += usage.bytes_allocated;
-        g.live_bytes += usage.live_bytes;
-        g.live_blocks += usage.live_blocks;
-        g.peak_bytes += usage.peak_bytes;
+        self.groups
+            .entry(group_key(self.by, frames))
+            .or_default()
+            .add(usage);
     }
 
     /// The `top` groups: most live bytes first, then most bytes allocated.
     pub fn finish(self, top: usize) -> Vec<Group> {
-        let mut groups: Vec<Group> = self.groups.into_values().collect();
+        let mut groups: Vec<Group> = self
+            .groups
+            .into_iter()
+            .map(|((key, module), u)| Group {
+                key,
+                module,
+                alloc_calls: u.alloc_calls,
+                bytes_allocated: u.bytes_allocated,
+                live_bytes: u.live_bytes,
+                live_blocks: u.live_blocks,
+                peak_bytes: u.peak_bytes,
+                sites: u.sites,
+            })
+            .collect();
         groups.sort_by(|a, b| {
             (b.live_bytes, b.bytes_allocated, b.alloc_calls)
                 .cmp(&(a.live_bytes, a.bytes_allocated, a.alloc_calls))

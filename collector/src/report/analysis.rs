@@ -154,6 +154,18 @@ pub struct Usage {
     pub peak_bytes: u64,
 }
 
+impl Usage {
+    /// Adds `other`'s figures (one site's, or another group's) to these.
+    pub fn add(&mut self, other: &Usage) {
+        self.sites += other.sites;
+        self.alloc_calls += other.alloc_calls;
+        self.bytes_allocated += other.bytes_allocated;
+        self.live_bytes += other.live_bytes;
+        self.live_blocks += other.live_blocks;
+        self.peak_bytes += other.peak_bytes;
+    }
+}
+
 /// A suggested change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {

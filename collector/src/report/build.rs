@@ -267,16 +267,13 @@ fn finish(
             };
             let name = categories.classify(&frames).unwrap_or(UNCATEGORIZED);
             site_category.insert(usage.name.clone(), name.to_owned());
-            let g = groups.entry(name.to_owned()).or_insert_with(|| Usage {
-                name: name.to_owned(),
-                ..Usage::default()
-            });
-            g.sites += usage.sites;
-            g.alloc_calls += usage.alloc_calls;
-            g.bytes_allocated += usage.bytes_allocated;
-            g.live_bytes += usage.live_bytes;
-            g.live_blocks += usage.live_blocks;
-            g.peak_bytes += usage.peak_bytes;
+            groups
+                .entry(name.to_owned())
+                .or_insert_with(|| Usage {
+                    name: name.to_owned(),
+                    ..Usage::default()
+                })
+                .add(&usage);
         }
         if categories.is_some() {
             let mut groups: Vec<Usage> = groups.into_values().collect();
