@@ -18,7 +18,7 @@
 use std::fmt::Write;
 
 use crate::report::units::{size, size_exact};
-use crate::report::{Amount, ProcessReport, Report, SiteReport};
+use crate::report::{Amount, Leaks, ProcessReport, Report, SiteReport};
 use crate::state::Exit;
 
 /// The exit code of `memcollect run` (and `report`) when a gate fails.
@@ -53,31 +53,25 @@ impl LeakLevel {
 
     /// What a process leaves at this level.
     pub fn amount(self, p: &ProcessReport) -> Amount {
-        let l = &p.leaks;
+        self.of(&p.leaks)
+    }
+
+    /// What a site leaves at this level.
+    fn site_amount(self, s: &SiteReport) -> Amount {
+        s.leak
+            .as_ref()
+            .and_then(|l| l.classes.as_ref())
+            .map_or_else(Amount::default, |c| self.of(c))
+    }
+
+    /// The classes counted at this level, summed.
+    fn of(self, l: &Leaks) -> Amount {
         let mut parts = vec![l.definitely, l.indirectly];
         if self != LeakLevel::Definitely {
             parts.push(l.possibly);
         }
         if self == LeakLevel::Reachable {
             parts.push(l.reachable);
-        }
-        Amount {
-            bytes: parts.iter().map(|a| a.bytes).sum(),
-            blocks: parts.iter().map(|a| a.blocks).sum(),
-        }
-    }
-
-    /// What a site leaves at this level.
-    fn site_amount(self, s: &SiteReport) -> Amount {
-        let Some(c) = s.leak.as_ref().and_then(|l| l.classes) else {
-            return Amount::default();
-        };
-        let mut parts = vec![c.definitely, c.indirectly];
-        if self != LeakLevel::Definitely {
-            parts.push(c.possibly);
-        }
-        if self == LeakLevel::Reachable {
-            parts.push(c.reachable);
         }
         Amount {
             bytes: parts.iter().map(|a| a.bytes).sum(),
