@@ -14,7 +14,7 @@ pub mod python;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized};
@@ -63,6 +63,14 @@ struct CacheInner {
 #[derive(Debug, Default)]
 pub struct SymbolCache {
     inner: Mutex<CacheInner>,
+}
+
+impl SymbolCache {
+    /// The cache's contents. A panic elsewhere while it was held leaves the
+    /// maps consistent (each update is one insert), so poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Symbolizes stacks for one report.
@@ -129,14 +137,7 @@ impl<'c> Symbolizer<'c> {
     /// The perf map name of `pc` in process `pid`: the map is read on first
     /// use, and read again when an address is missing and the file grew.
     fn jit(&mut self, pid: u32, pc: u64) -> Option<String> {
-        let known = {
-            let inner = self
-                .cache
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            inner.perf_maps.get(&pid).cloned()
-        };
+        let known = self.cache.lock().perf_maps.get(&pid).cloned();
         if let Some(Some(map)) = &known {
             if let Some(name) = map.find(pc) {
                 return Some(name.to_owned());
@@ -154,12 +155,7 @@ impl<'c> Symbolizer<'c> {
         }
         let map = PerfMap::read(&path).map(Arc::new);
         let name = map.as_ref().and_then(|m| m.find(pc)).map(str::to_owned);
-        let mut inner = self
-            .cache
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        inner.perf_maps.insert(pid, map);
+        self.cache.lock().perf_maps.insert(pid, map);
         name
     }
 
@@ -174,33 +170,19 @@ impl<'c> Symbolizer<'c> {
             FileStatus::Unreadable => Arc::new([named(UNKNOWN_FUNCTION)]),
             FileStatus::Usable => self.resolve(&module.path, vaddr).into(),
         };
-        let mut inner = self
-            .cache
-            .inner
+        self.cache
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        inner.addresses.insert(key, Arc::clone(&located));
+            .addresses
+            .insert(key, Arc::clone(&located));
         located
     }
 
     fn cached(&self, key: &(FileKey, u64)) -> Option<Arc<[Located]>> {
-        let inner = self
-            .cache
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        inner.addresses.get(key).cloned()
+        self.cache.lock().addresses.get(key).cloned()
     }
 
     fn file_status(&self, file: &FileKey) -> FileStatus {
-        let known = {
-            let inner = self
-                .cache
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            inner.files.get(file).copied()
-        };
+        let known = self.cache.lock().files.get(file).copied();
         if let Some(status) = known {
             return status;
         }
@@ -216,12 +198,7 @@ impl<'c> Symbolizer<'c> {
                 }
             }
         };
-        let mut inner = self
-            .cache
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        inner.files.insert(file.clone(), status);
+        self.cache.lock().files.insert(file.clone(), status);
         status
     }
 
