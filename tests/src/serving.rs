@@ -27,7 +27,8 @@ impl Collector {
         cmd.arg("serve")
             .arg("--socket")
             .arg(&socket)
-            .current_dir(dir);
+            .current_dir(dir)
+            .env("XDG_RUNTIME_DIR", dir);
         scrub_env(&mut cmd);
         let mut running = spawn_captured(&mut cmd, dir);
         let start = Instant::now();
@@ -47,6 +48,21 @@ impl Collector {
             running: Some(running),
             socket,
             dir: dir.to_owned(),
+        }
+    }
+
+    /// Sends `sig` to the collector (SIGSTOP/SIGCONT to make it stall).
+    pub fn signal(&self, sig: i32) {
+        if let Some(r) = &self.running {
+            r.signal(sig);
+        }
+    }
+
+    /// Kills the collector at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut r) = self.running.take() {
+            r.signal(libc::SIGKILL);
+            let _ = r.child.wait();
         }
     }
 
@@ -103,6 +119,8 @@ impl Collector {
 impl Drop for Collector {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
+            // A test may have left it stopped.
+            r.signal(libc::SIGCONT);
             r.signal(libc::SIGTERM);
             let _ = r.wait(Duration::from_secs(20));
         }

@@ -2,62 +2,16 @@
 //! absent, killed mid-run, or stopped for a while: same stdout, same exit code
 //! (3, from fault_worker.c), never a signal (no SIGPIPE).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use memshim_tests::serving::Collector;
 use memshim_tests::*;
 
 /// fault_worker's rounds: ~0.4 s of continuous allocation without the shim, ~4-5 s
 /// under the shim with a live collector (15 M recorded mallocs).
 const ROUNDS: &str = "150";
-
-struct Collector {
-    run: Option<Running>,
-    socket: PathBuf,
-}
-
-impl Collector {
-    fn start(dir: &Path) -> Collector {
-        let m = memshim();
-        let socket = dir.join("s.sock");
-        let mut cmd = Command::new(&m.memcollect);
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .current_dir(dir)
-            .env("XDG_RUNTIME_DIR", dir);
-        scrub_env(&mut cmd);
-        let mut run = spawn_captured(&mut cmd, dir);
-        let start = Instant::now();
-        while !socket.exists() {
-            assert!(
-                run.running(),
-                "memcollect serve exited early: {}",
-                run.stderr_so_far()
-            );
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "memcollect serve made no socket in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Collector {
-            run: Some(run),
-            socket,
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        if let Some(mut r) = self.run.take() {
-            r.signal(libc::SIGCONT);
-            let _ = r.child.kill();
-            let _ = r.child.wait();
-        }
-    }
-}
 
 fn shimmed(worker: &Path, socket: &Path, dir: &Path) -> Command {
     let mut cmd = Command::new(worker);
@@ -149,9 +103,7 @@ fn collector_killed_mid_run() {
              the worker ended before the collector was killed"
         );
     }
-    let mut c = collector.run.take().unwrap();
-    c.signal(libc::SIGKILL);
-    let _ = c.child.wait();
+    collector.kill();
     let out = w.wait(DEFAULT_TIMEOUT);
     assert_same(&plain, &out, "collector SIGKILLed mid-run");
 }
@@ -174,10 +126,9 @@ fn collector_stopped_then_continued() {
             "the worker ended before the collector was stopped",
         );
     }
-    let c = collector.run.as_ref().unwrap();
-    c.signal(libc::SIGSTOP);
+    collector.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_secs(2));
-    c.signal(libc::SIGCONT);
+    collector.signal(libc::SIGCONT);
     let out = w.wait(DEFAULT_TIMEOUT);
     assert_same(&plain, &out, "collector SIGSTOPped for 2 s");
 
