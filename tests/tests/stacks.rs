@@ -7,6 +7,7 @@
 //! `--group function|file` sums sites; Python and Node stacks are readable.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -58,6 +59,18 @@ fn process_named<'a>(run: &'a MemshimRun, name: &str) -> &'a ProcessReport {
                 run.processes.iter().map(|p| p.exe()).collect::<Vec<_>>()
             )
         })
+}
+
+/// The process of `run` that ran `prog`.
+fn process_of<'a>(run: &'a MemshimRun, prog: &Path) -> &'a ProcessReport {
+    process_named(run, prog.file_name().unwrap().to_str().unwrap())
+}
+
+/// `prog args` under `memcollect run flags`, checked to have exited 0.
+fn run_ok<S: AsRef<OsStr>>(prog: &Path, args: &[S], flags: &[&str], dir: &Path) -> MemshimRun {
+    let run = memcollect_run(prog, args, flags, dir);
+    assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
+    run
 }
 
 /// Checks that `site` holds, contiguously from the frame named `chain[0]`,
@@ -132,9 +145,8 @@ fn site_with_bytes(sites: &[Site], bytes: i64) -> &Site {
 fn c_chain_of_12_frames_with_an_inlined_one_is_complete_and_in_order() {
     let prog = programs::program_with("stacks_c.c", OPT, "_o2");
     let dir = programs::scratch();
-    let run = memcollect_run(&prog, &[] as &[&str], &["--group", "function"], dir.path());
-    assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
-    let p = process_named(&run, prog.file_name().unwrap().to_str().unwrap());
+    let run = run_ok(&prog, &[] as &[&str], &["--group", "function"], dir.path());
+    let p = process_of(&run, &prog);
     let sites = all_sites(p);
     let m = marks("stacks_c.c");
     let eq = |a: &str, b: &str| a == b;
@@ -167,9 +179,8 @@ fn c_chain_of_12_frames_with_an_inlined_one_is_complete_and_in_order() {
 fn cpp_chain_has_demangled_names_and_lines() {
     let prog = programs::program_with("stacks_cpp.cpp", OPT, "_o2");
     let dir = programs::scratch();
-    let run = memcollect_run(&prog, &[] as &[&str], &["--group", "file"], dir.path());
-    assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
-    let p = process_named(&run, prog.file_name().unwrap().to_str().unwrap());
+    let run = run_ok(&prog, &[] as &[&str], &["--group", "file"], dir.path());
+    let p = process_of(&run, &prog);
     let sites = all_sites(p);
     let m = marks("stacks_cpp.cpp");
     let mut chain = vec![("ns::Widget::make(int)".to_owned(), m["alloc"])];
@@ -207,9 +218,8 @@ fn cpp_chain_has_demangled_names_and_lines() {
 fn rust_chain_has_demangled_paths_and_lines() {
     let prog = programs::program_with("stacks_rust.rs", &["-g"], "_g");
     let dir = programs::scratch();
-    let run = memcollect_run(&prog, &[] as &[&str], &[], dir.path());
-    assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
-    let p = process_named(&run, prog.file_name().unwrap().to_str().unwrap());
+    let run = run_ok(&prog, &[] as &[&str], &[], dir.path());
+    let p = process_of(&run, &prog);
     let sites = all_sites(p);
     let m = marks("stacks_rust.rs");
     let mut chain = vec![("stacks_rust::level_12".to_owned(), m["alloc"])];
@@ -283,10 +293,9 @@ fn dlclosed_library_site_stays_named() {
     let lib = programs::program_with("stacks_plugin.c", &["-O2", "-shared", "-fPIC"], "_so");
     let prog = programs::program_with("stacks_dlopen.c", &["-O2"], "");
     let dir = programs::scratch();
-    let run = memcollect_run(&prog, &[&lib], &[], dir.path());
-    assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
+    let run = run_ok(&prog, &[&lib], &[], dir.path());
     assert_eq!(run.output.stdout_str(), "1\n");
-    let p = process_named(&run, prog.file_name().unwrap().to_str().unwrap());
+    let p = process_of(&run, &prog);
     let sites = all_sites(p);
     let site = site_with_bytes(&sites, 54_322);
     assert_eq!(
