@@ -97,5 +97,5 @@ fn exponential(rng: &mut u64, mean: u64) -> i64 {
     *rng ^= *rng >> 27;
     let bits = rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
     let u = (bits as f64 + 1.0) / (1u64 << 53) as f64; // (0, 1]
-    ((-u.ln() * mean as f64) as i64).max(1)
+    ((-libm::log(u) * mean as f64) as i64).max(1)
 }
