@@ -51,10 +51,12 @@ pub fn ticks() -> u64 {
     monotonic_ns()
 }
 
-/// Chooses the tick source, once at start (it reads a file: under the guard).
-pub fn choose_ticks() {
-    let kernel_uses_tsc =
-        std::fs::read("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+/// Chooses the tick source, once at start. `try_tsc`: whether events are
+/// frequent enough for the TSC to be worth the question to the kernel (a
+/// file read: under the guard); if not, ticks are nanoseconds.
+pub fn choose_ticks(try_tsc: bool) {
+    let kernel_uses_tsc = try_tsc
+        && std::fs::read("/sys/devices/system/clocksource/clocksource0/current_clocksource")
             .is_ok_and(|name| name.trim_ascii() == b"tsc");
     USE_TSC.store(
         cfg!(target_arch = "x86_64") && kernel_uses_tsc,
@@ -138,7 +140,7 @@ mod tests {
 
     #[test]
     fn ticks_convert_to_the_monotonic_clock() {
-        choose_ticks();
+        choose_ticks(true);
         reset_origin();
         // (ticks, ns before, ns after): a pair read without being preempted
         // in between brackets the true time to a few microseconds.

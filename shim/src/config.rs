@@ -41,6 +41,14 @@ impl Config {
         }
     }
 
+    /// Whether recorded calls are rare: sampling with a mean distance of at
+    /// least 4 KiB. The shim then sets up smaller queues and times events
+    /// with the vDSO clock rather than first asking the kernel (a file read)
+    /// whether the TSC can be trusted.
+    pub fn samples_sparsely(&self) -> bool {
+        self.sample_bytes >= 4096
+    }
+
     /// The trace file path for process `pid`: `%p` in `MEMSHIM_OUTPUT` becomes the pid.
     pub fn output_path(&self, pid: u32) -> Option<PathBuf> {
         self.output

@@ -69,9 +69,9 @@ fn init() {
         if let Some((start, end)) = modules::range_containing(init as *const () as usize) {
             stack::set_own_range(start, end);
         }
-        clock::choose_ticks();
+        clock::choose_ticks(!config.samples_sparsely());
         clock::reset_origin();
-        queue::create(config.sample_bytes);
+        queue::create(config);
         sampler::configure(config.sample_bytes, config.sample_seed);
         let sampled = if config.sample_bytes != 0 {
             SampledSet::new()
@@ -183,9 +183,11 @@ pub fn after_fork_child(parent: u32) {
     if !recorder::is_recording() {
         return;
     }
-    let Some(_guard) = Guard::enter() else { return };
+    let (Some(_guard), Some(config)) = (Guard::enter(), CONFIG.get()) else {
+        return;
+    };
     clock::reset_origin();
-    queue::create(CONFIG.get().map_or(0, |c| c.sample_bytes));
+    queue::create(config);
     queue::reset_counters();
     recorder::forget_stacks();
     sender::reset_after_fork();

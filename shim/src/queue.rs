@@ -16,18 +16,17 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 use memshim_proto::Event;
 
 use crate::clock;
+use crate::config::Config;
 use crate::sender;
 use crate::stack::MAX_FRAMES;
 use crate::wake::Doorbell;
 
 /// Queue sizes when every call is recorded: room for bursts while the sender writes.
 const EXACT_CAPACITY: (usize, usize) = (1 << 14, 1 << 8);
-/// Queue sizes when sampling sparsely (mean of at least [`SPARSE_SAMPLE_BYTES`]):
+/// Queue sizes when sampling sparsely ([`Config::samples_sparsely`]):
 /// events are rare, and a smaller queue is cheaper to set up in every process
 /// (each slot is touched at creation: 1 MiB for the exact-mode queue).
 const SPARSE_CAPACITY: (usize, usize) = (1 << 10, 1 << 5);
-/// Mean sample distance from which sampling counts as sparse.
-const SPARSE_SAMPLE_BYTES: u64 = 4096;
 
 /// What a [`RawEvent`] records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,14 +116,14 @@ static WAITERS: AtomicU32 = AtomicU32::new(0);
 static DRAINED: Doorbell = Doorbell::new();
 static WAIT_NS: AtomicU64 = AtomicU64::new(0);
 
-/// Creates this process's queues, sized for the sampling mean
-/// `sample_bytes` (0: exact). Must run under the guard (it allocates).
+/// Creates this process's queues, sized for `config`'s sampling. Must run
+/// under the guard (it allocates).
 ///
 /// In a forked child the old queues are abandoned, not freed or drained: a
 /// thread of the parent may have been mid-push at the fork, leaving a slot
 /// that would never become ready.
-pub fn create(sample_bytes: u64) {
-    let (events, stacks) = if sample_bytes >= SPARSE_SAMPLE_BYTES {
+pub fn create(config: &Config) {
+    let (events, stacks) = if config.samples_sparsely() {
         SPARSE_CAPACITY
     } else {
         EXACT_CAPACITY
