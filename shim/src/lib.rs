@@ -13,8 +13,10 @@
 //!    place by [`python`]) and pushes a fixed-size event
 //!    into a lock-free queue ([`queue`]).
 //! 3. One sender thread per process ([`sender`]) drains the queue, encodes
-//!    batches (`memshim-proto`) and writes them out, with the module map
-//!    ([`modules`], kept current by [`announce`]) and periodic statistics.
+//!    batches (`memshim-proto`) and writes them out ([`writer`]), with the
+//!    module map ([`modules`], kept current by [`announce`]) and periodic
+//!    statistics. `exit` and `exec` take the writer and write the last
+//!    batch themselves.
 //!
 //! [`lifecycle`] handles start-up, `fork`, `exec` and `exit`. The host must
 //! never notice any of it: same output, same exit code, same `errno`.
@@ -41,6 +43,7 @@ mod threads;
 mod trace_file;
 mod unwind;
 mod wake;
+mod writer;
 
 #[global_allocator]
 static ALLOCATOR: allocator::RealAllocator = allocator::RealAllocator;

@@ -6,7 +6,8 @@
 //!   forked child it starts lazily, on the child's first recorded call, so a
 //!   child that only `exec`s costs nothing.
 //! * At `exit` (after the program's own `atexit` handlers and destructors) and
-//!   before `exec`, the stream is flushed so that nothing is lost.
+//!   before `exec`, the stream is flushed so that nothing is lost: by the
+//!   exiting thread itself unless the sender is mid-round.
 
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU8, Ordering};
@@ -19,9 +20,10 @@ use crate::config::Config;
 use crate::queue::{self, RawKind};
 use crate::sampled_set::SampledSet;
 use crate::sampler;
-use crate::sender::{self, Sink};
+use crate::sender;
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
+use crate::writer::Sink;
 use crate::{announce, clock, leakscan, modules, real, recorder, trace_file};
 
 const INIT_NONE: u8 = 0;

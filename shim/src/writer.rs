@@ -1,0 +1,342 @@
+//! The stream writer: drains the queues, encodes a frame, writes it out.
+//!
+//! There is one per stream, and whichever thread holds it writes. That is
+//! normally the sender thread, round after round. But `exit` and `exec` take
+//! it and write the last frames themselves: handing them to the sender and
+//! waiting for its answer costs two wake-ups, most of what a short process
+//! pays to exit under the shim. The writer changes hands through one atomic
+//! pointer ([`take`], and [`Held`]'s drop puts it back): a thread that finds
+//! it taken does something else instead of waiting, and there is no lock that
+//! a `fork` could orphan.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::time::Duration;
+
+use memshim_proto::{
+    Alloc, AllocKind, Encoder, End, EndReason, Event, Free, Mmap, Munmap, StackDef, Stats,
+};
+
+use crate::clock::{self, TickConverter};
+use crate::queue::{self, Channel, RawEvent, RawKind};
+
+/// Most events in one frame.
+pub const BATCH_EVENTS: usize = 16 * 1024;
+const STATS_NS: u64 = 100_000_000;
+/// How long one blocking `send` may take before the writer checks its
+/// deadline (a stopped collector must not hold `exit` for ever).
+const SEND_SLICE: Duration = Duration::from_millis(50);
+
+static SLOT: AtomicPtr<Writer> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Where the stream goes.
+pub enum Sink {
+    /// A connected collector.
+    Socket(UnixStream),
+    /// A trace file (`MEMSHIM_OUTPUT`).
+    File(File),
+}
+
+impl Sink {
+    /// Makes blocking sends return now and then, so that a writer with a
+    /// deadline can give up (see [`Sink::write_all`]).
+    pub fn bound_sends(&self) {
+        if let Sink::Socket(s) = self {
+            let _ = s.set_write_timeout(Some(SEND_SLICE));
+        }
+    }
+
+    /// Writes all of `bytes`. A full socket is waited for until `deadline`
+    /// ([`clock::monotonic_ns`]), for ever if `None`.
+    pub fn write_all(&mut self, mut bytes: &[u8], deadline: Option<u64>) -> io::Result<()> {
+        match self {
+            // `send` with MSG_NOSIGNAL: a vanished collector must never raise
+            // SIGPIPE in the host (std's `write` would).
+            Sink::Socket(s) => {
+                while !bytes.is_empty() {
+                    // SAFETY: a valid socket and a readable buffer.
+                    let n = unsafe {
+                        libc::send(
+                            s.as_raw_fd(),
+                            bytes.as_ptr().cast(),
+                            bytes.len(),
+                            libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    if n < 0 {
+                        let err = io::Error::last_os_error();
+                        match err.kind() {
+                            io::ErrorKind::Interrupted => continue,
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                                if deadline.is_none_or(|d| clock::monotonic_ns() < d) =>
+                            {
+                                continue
+                            }
+                            _ => return Err(err),
+                        }
+                    }
+                    bytes = &bytes[n as usize..];
+                }
+                Ok(())
+            }
+            Sink::File(f) => f.write_all(bytes),
+        }
+    }
+}
+
+/// The state of one stream's writing: the sink, the encoder's running
+/// deltas and the buffers reused from frame to frame.
+pub struct Writer {
+    sink: Sink,
+    encoder: Encoder,
+    batch: Vec<Event>,
+    buf: Vec<u8>,
+    clock: TickConverter,
+    last_stats: u64,
+    lost_sent: u64,
+}
+
+impl Writer {
+    /// A writer continuing the stream that `encoder` has begun on `sink`.
+    /// The buffers start small: most processes are short and write little.
+    pub fn new(sink: Sink, encoder: Encoder) -> Writer {
+        Writer {
+            sink,
+            encoder,
+            batch: Vec::new(),
+            buf: Vec::with_capacity(16 * 1024),
+            clock: TickConverter::new(),
+            last_stats: 0,
+            lost_sent: 0,
+        }
+    }
+
+    /// Drains the rare events, the stack definitions and up to `max_events`
+    /// events into one frame and writes it, with statistics when they are
+    /// due and the lost count when it changed.
+    pub fn round(
+        &mut self,
+        ch: &Channel,
+        max_events: usize,
+        deadline: Option<u64>,
+    ) -> io::Result<Round> {
+        self.clock.calibrate();
+        let now = clock::since_start_ns();
+        let drained = drain(ch, &self.clock, &mut self.batch, max_events);
+        queue::drained();
+        if now - self.last_stats >= STATS_NS {
+            self.last_stats = now;
+            self.batch.push(Event::Stats(stats(now)));
+        }
+        let lost = queue::lost();
+        if lost != self.lost_sent {
+            self.lost_sent = lost;
+            self.batch.push(Event::Lost { count: lost });
+        }
+        let wrote = !self.batch.is_empty();
+        if wrote {
+            self.buf.clear();
+            self.encoder.encode_frame(&self.batch, &mut self.buf);
+            self.batch.clear();
+            self.sink.write_all(&self.buf, deadline)?;
+        }
+        Ok(Round {
+            events: drained,
+            wrote,
+        })
+    }
+
+    /// Writes everything queued before this call (events other threads
+    /// push meanwhile may or may not go with it), by `deadline`.
+    pub fn write_queued(&mut self, ch: &Channel, deadline: u64) -> io::Result<()> {
+        let mut left = ch.events.len();
+        loop {
+            let drained = self
+                .round(ch, left.clamp(1, BATCH_EVENTS), Some(deadline))?
+                .events;
+            left = left.saturating_sub(drained);
+            if left == 0 || drained == 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// What one [`Writer::round`] did.
+pub struct Round {
+    /// Events drained from the event queue.
+    pub events: usize,
+    /// Whether a frame was written (events, stacks, statistics…).
+    pub wrote: bool,
+}
+
+/// Makes `writer` this process's writer. In a forked child the parent's is
+/// abandoned, not freed: its buffers may be mid-use by a thread that no
+/// longer exists.
+pub fn install(writer: Writer) {
+    SLOT.store(Box::into_raw(Box::new(writer)), Ordering::Release);
+}
+
+/// Takes the writer, if nobody else holds it.
+pub fn take() -> Option<Held> {
+    let ptr = SLOT.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: a pointer in the slot came from `install`'s box (or a `Held`
+    // putting it back) and is owned by nobody while it sits there.
+    (!ptr.is_null()).then_some(Held(ptr))
+}
+
+/// The writer, held by this thread until dropped.
+pub struct Held(*mut Writer);
+
+impl Deref for Held {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        // SAFETY: taken from the slot: this thread has it to itself.
+        unsafe { &*self.0 }
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Writer {
+        // SAFETY: as above.
+        unsafe { &mut *self.0 }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Only if the slot is still empty: a forked child may have
+        // installed its own writer meanwhile.
+        let _ = SLOT.compare_exchange(
+            std::ptr::null_mut(),
+            self.0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Moves queued events into `batch`: the rare ones, the stack definitions,
+/// then up to `max_events` events. Returns how many of those it moved.
+fn drain(ch: &Channel, clock: &TickConverter, batch: &mut Vec<Event>, max_events: usize) -> usize {
+    // Rare events first: frames of later events may point into new modules,
+    // and a leak scan must precede the `End` queued after it.
+    while let Some(event) = ch.rare.pop() {
+        batch.push(event);
+    }
+    while let Some(rec) = ch.stacks.pop() {
+        batch.push(Event::Stack(StackDef {
+            id: rec.id,
+            frames: rec.frames[..rec.len as usize].to_vec(),
+        }));
+    }
+    let mut moved = 0;
+    while moved < max_events {
+        match ch.events.pop() {
+            Some(raw) => batch.push(convert(raw, clock.since_start_ns(raw.ts))),
+            None => break,
+        }
+        moved += 1;
+    }
+    moved
+}
+
+/// The protocol event for `r`, which happened `ts` ns after the origin.
+fn convert(r: RawEvent, ts: u64) -> Event {
+    let alloc = |kind| {
+        Event::Alloc(Alloc {
+            ts,
+            tid: r.tid,
+            addr: r.addr,
+            size: r.size,
+            usable_size: r.aux,
+            stack: r.stack,
+            kind,
+        })
+    };
+    let free = |realloc| {
+        Event::Free(Free {
+            ts,
+            tid: r.tid,
+            addr: r.addr,
+            realloc,
+        })
+    };
+    match r.kind {
+        RawKind::Malloc => alloc(AllocKind::Malloc),
+        RawKind::Calloc => alloc(AllocKind::Calloc),
+        RawKind::Realloc => alloc(AllocKind::Realloc),
+        RawKind::Aligned => alloc(AllocKind::Aligned),
+        RawKind::Free => free(false),
+        RawKind::ReallocFree => free(true),
+        RawKind::ReallocFailed => Event::ReallocFailed {
+            ts,
+            tid: r.tid,
+            addr: r.addr,
+        },
+        RawKind::Mmap => Event::Mmap(Mmap {
+            ts,
+            tid: r.tid,
+            addr: r.addr,
+            len: r.size,
+            prot: (r.aux >> 32) as i32,
+            flags: r.aux as u32 as i32,
+            fd: r.aux2 as i64 as i32,
+            stack: r.stack,
+        }),
+        RawKind::Munmap => Event::Munmap(Munmap {
+            ts,
+            tid: r.tid,
+            addr: r.addr,
+            len: r.size,
+        }),
+        RawKind::Forked => Event::Forked {
+            ts,
+            child_pid: r.addr as u32,
+        },
+        RawKind::EndExit => Event::End(End {
+            ts,
+            reason: if r.aux != 0 {
+                EndReason::Exit(r.addr as i32)
+            } else {
+                EndReason::ExitCodeUnknown
+            },
+            lost_events: queue::lost(),
+        }),
+        RawKind::ScanRequest => Event::ScanRequest { ts },
+        RawKind::EndExec => Event::End(End {
+            ts,
+            reason: EndReason::Exec,
+            lost_events: queue::lost(),
+        }),
+    }
+}
+
+fn stats(ts: u64) -> Stats {
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let mi = unsafe { libc::mallinfo2() };
+    Stats {
+        ts,
+        rss_bytes: rss_bytes(),
+        heap_bytes: (mi.arena + mi.hblkhd) as u64,
+        heap_in_use_bytes: (mi.uordblks + mi.hblkhd) as u64,
+        queue_wait_ns: queue::wait_ns(),
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
