@@ -144,10 +144,14 @@ pub fn channel() -> Option<&'static Channel> {
 }
 
 /// Queues an event, waiting while the queue is full and a sender drains it.
+/// The push that fills the queue halfway wakes the sender: a sampled
+/// program's bursts should not find it full and wait.
 #[inline(always)]
 pub fn push(ch: &Channel, ev: RawEvent) {
-    if let Err(ev) = ch.events.push(ev) {
-        wait_push(|| ch.events.push(ev).map_err(|_| ()));
+    match ch.events.push(ev) {
+        Ok(()) if ch.events.len() == ch.events.capacity() / 2 => sender::wake(),
+        Ok(()) => {}
+        Err(ev) => wait_push(|| ch.events.push(ev).map_err(|_| ())),
     }
 }
 
