@@ -9,19 +9,28 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A sleeper that others can wake early.
-pub struct Doorbell(AtomicU32);
+pub struct Doorbell {
+    /// The ring count: the futex word.
+    rings: AtomicU32,
+    /// Threads in (or about to enter) a futex wait: a ring with nobody
+    /// asleep costs two atomic operations, no system call.
+    sleepers: AtomicU32,
+}
 
 impl Doorbell {
     /// A doorbell nobody has rung.
     pub const fn new() -> Doorbell {
-        Doorbell(AtomicU32::new(0))
+        Doorbell {
+            rings: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
     }
 
     /// The ring count now. Read it before testing whether there is work,
     /// then sleep with [`Doorbell::sleep_since`]: a ring in between is never
     /// missed.
     pub fn seq(&self) -> u32 {
-        self.0.load(Ordering::Acquire)
+        self.rings.load(Ordering::Acquire)
     }
 
     /// Sleeps up to `timeout`, unless the doorbell was rung since `seen`
@@ -39,7 +48,7 @@ impl Doorbell {
         let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         let deadline = crate::clock::monotonic_ns().saturating_add(timeout_ns);
         loop {
-            let seen = self.0.load(Ordering::Acquire);
+            let seen = self.rings.load(Ordering::Acquire);
             if done() {
                 return true;
             }
@@ -52,6 +61,9 @@ impl Doorbell {
     }
 
     fn wait(&self, seen: u32, timeout: Duration) {
+        // SeqCst with the ringer's two steps: either it sees this sleeper, or
+        // its ring came first and the futex wait returns at once.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -61,12 +73,13 @@ impl Doorbell {
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                self.0.as_ptr(),
+                self.rings.as_ptr(),
                 libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
                 seen,
                 &ts as *const libc::timespec,
             );
         }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Wakes the sleeper, if any.
@@ -80,12 +93,15 @@ impl Doorbell {
     }
 
     fn wake(&self, count: i32) {
-        self.0.fetch_add(1, Ordering::Release);
+        self.rings.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         // SAFETY: a futex wake on our own aligned word.
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                self.0.as_ptr(),
+                self.rings.as_ptr(),
                 libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
                 count,
             );
