@@ -144,15 +144,28 @@ pub fn channel() -> Option<&'static Channel> {
 }
 
 /// Queues an event, waiting while the queue is full and a sender drains it.
-/// The push that fills the queue halfway wakes the sender: a sampled
-/// program's bursts should not find it full and wait.
+/// The sender sleeps between rounds; the pushes that fill the queue to one
+/// half, five eighths, six and seven eighths wake it (several marks, in
+/// case concurrent pushes step over one), so that bursts seldom find the
+/// queue full and wait.
 #[inline(always)]
 pub fn push(ch: &Channel, ev: RawEvent) {
     match ch.events.push(ev) {
-        Ok(()) if ch.events.len() == ch.events.capacity() / 2 => sender::wake(),
-        Ok(()) => {}
+        Ok(()) => {
+            let len = ch.events.len();
+            let eighth = ch.events.capacity() / 8;
+            if len >= 4 * eighth && len.is_multiple_of(eighth) {
+                sender::wake();
+            }
+        }
         Err(ev) => wait_push(|| ch.events.push(ev).map_err(|_| ())),
     }
+}
+
+/// Whether the event queue is at least half full: the sender then starts
+/// its next round at once instead of sleeping.
+pub fn filling_up(ch: &Channel) -> bool {
+    ch.events.len() >= ch.events.capacity() / 2
 }
 
 /// Queues a stack definition, with the same back-pressure as [`push`].

@@ -96,19 +96,24 @@ fn run() {
             DOORBELL.sleep_since(seen, IDLE_SLEEP);
             continue;
         };
-        let round = writer.round(ch, BATCH_EVENTS, None);
+        let drained = writer.round(ch, BATCH_EVENTS, None);
         drop(writer);
-        let Ok(round) = round else {
+        let Ok(drained) = drained else {
             end_stream();
             return;
         };
-        if ch.events.is_empty() && ch.stacks.is_empty() {
-            if FLUSHED.swap(flush_request, Ordering::AcqRel) != flush_request {
-                FLUSH_DONE.ring();
-            }
-            if !round.wrote {
-                DOORBELL.sleep_since(seen, IDLE_SLEEP);
-            }
+        if ch.events.is_empty()
+            && ch.stacks.is_empty()
+            && FLUSHED.swap(flush_request, Ordering::AcqRel) != flush_request
+        {
+            FLUSH_DONE.ring();
+        }
+        // Sleep unless the queue filled up again during the round: writing
+        // each trickle of events as it arrives would keep this thread and the
+        // collector busy beside the program, for small frames. Producers ring
+        // as the queue fills (`queue::push`), and flushes ring too.
+        if drained < BATCH_EVENTS && !queue::filling_up(ch) {
+            DOORBELL.sleep_since(seen, IDLE_SLEEP);
         }
     }
 }

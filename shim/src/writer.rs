@@ -98,6 +98,7 @@ pub struct Writer {
     clock: TickConverter,
     last_stats: u64,
     lost_sent: u64,
+    wait_sent: u64,
 }
 
 impl Writer {
@@ -112,24 +113,32 @@ impl Writer {
             clock: TickConverter::new(),
             last_stats: 0,
             lost_sent: 0,
+            wait_sent: 0,
         }
     }
 
     /// Drains the rare events, the stack definitions and up to `max_events`
     /// events into one frame and writes it, with statistics when they are
-    /// due and the lost count when it changed.
+    /// due (or the program waited for the queue) and the lost count when it
+    /// changed. Returns how many events it
+    /// drained.
     pub fn round(
         &mut self,
         ch: &Channel,
         max_events: usize,
         deadline: Option<u64>,
-    ) -> io::Result<Round> {
+    ) -> io::Result<usize> {
         self.clock.calibrate();
         let now = clock::since_start_ns();
         let drained = drain(ch, &self.clock, &mut self.batch, max_events);
         queue::drained();
-        if now - self.last_stats >= STATS_NS {
+        // Statistics are due every STATS_NS, and whenever the program has
+        // waited for the queue since they were last sent: the report must
+        // say so, even of a process that ends in the next instant.
+        let waited = queue::wait_ns();
+        if now - self.last_stats >= STATS_NS || waited != self.wait_sent {
             self.last_stats = now;
+            self.wait_sent = waited;
             self.batch.push(Event::Stats(stats(now)));
         }
         let lost = queue::lost();
@@ -137,17 +146,13 @@ impl Writer {
             self.lost_sent = lost;
             self.batch.push(Event::Lost { count: lost });
         }
-        let wrote = !self.batch.is_empty();
-        if wrote {
+        if !self.batch.is_empty() {
             self.buf.clear();
             self.encoder.encode_frame(&self.batch, &mut self.buf);
             self.batch.clear();
             self.sink.write_all(&self.buf, deadline)?;
         }
-        Ok(Round {
-            events: drained,
-            wrote,
-        })
+        Ok(drained)
     }
 
     /// Writes everything queued before this call (events other threads
@@ -155,23 +160,13 @@ impl Writer {
     pub fn write_queued(&mut self, ch: &Channel, deadline: u64) -> io::Result<()> {
         let mut left = ch.events.len();
         loop {
-            let drained = self
-                .round(ch, left.clamp(1, BATCH_EVENTS), Some(deadline))?
-                .events;
+            let drained = self.round(ch, left.clamp(1, BATCH_EVENTS), Some(deadline))?;
             left = left.saturating_sub(drained);
             if left == 0 || drained == 0 {
                 return Ok(());
             }
         }
     }
-}
-
-/// What one [`Writer::round`] did.
-pub struct Round {
-    /// Events drained from the event queue.
-    pub events: usize,
-    /// Whether a frame was written (events, stacks, statistics…).
-    pub wrote: bool,
 }
 
 /// Makes `writer` this process's writer. In a forked child the parent's is
@@ -339,4 +334,67 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Seek;
+
+    use crossbeam_queue::{ArrayQueue, SegQueue};
+    use memshim_proto::framing::{stream_header, FrameReader};
+
+    use super::*;
+
+    fn malloc_event(addr: u64) -> RawEvent {
+        let mut ev = RawEvent::simple(RawKind::Malloc, 1, addr);
+        ev.size = 16;
+        ev
+    }
+
+    /// One test, since the slot is global: ownership and what gets written.
+    #[test]
+    fn one_holder_at_a_time_writes_what_was_queued() {
+        let path = std::env::temp_dir().join(format!("memshim-writer-{}", std::process::id()));
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file.write_all(&stream_header()).unwrap();
+        let reader = file.try_clone().unwrap();
+        install(Writer::new(Sink::File(file), Encoder::default()));
+
+        let mut held = take().expect("the installed writer");
+        assert!(take().is_none(), "a held writer is not handed out twice");
+
+        let ch = Channel {
+            events: ArrayQueue::new(64),
+            stacks: ArrayQueue::new(4),
+            rare: SegQueue::new(),
+        };
+        for addr in 1..=40 {
+            ch.events.push(malloc_event(addr * 16)).unwrap();
+        }
+        assert_eq!(held.round(&ch, 10, None).unwrap(), 10);
+        assert_eq!(ch.events.len(), 30);
+        held.write_queued(&ch, u64::MAX).unwrap();
+        assert!(ch.events.is_empty());
+        drop(held);
+        assert!(take().is_some(), "a dropped hold puts the writer back");
+
+        let mut reader = reader;
+        reader.rewind().unwrap();
+        let mut frames = FrameReader::new(reader).unwrap();
+        let mut addrs = Vec::new();
+        while let Some(batch) = frames.next_batch().unwrap() {
+            addrs.extend(batch.into_iter().filter_map(|e| match e {
+                Event::Alloc(a) => Some(a.addr),
+                _ => None,
+            }));
+        }
+        assert_eq!(addrs, (1..=40).map(|a| a * 16).collect::<Vec<_>>());
+    }
 }
