@@ -23,6 +23,7 @@ pub struct Totals {
     pub live_bytes: i64,
     pub live_blocks: i64,
     pub lost_events: i64,
+    pub queue_wait_ns: i64,
 }
 
 fn int(v: &Value, k: &str, ctx: &str) -> i64 {
@@ -48,6 +49,7 @@ impl Totals {
             live_bytes: int(t, "live_bytes", c),
             live_blocks: int(t, "live_blocks", c),
             lost_events: int(t, "lost_events", c),
+            queue_wait_ns: int(t, "queue_wait_ns", c),
         }
     }
 }

@@ -120,7 +120,8 @@ fn collector_stopped_then_continued() {
     );
     let wpid = w.pid() as i64;
     std::thread::sleep(Duration::from_millis(300));
-    if !w.running() {
+    let stopped_mid_run = w.running();
+    if !stopped_mid_run {
         skip_notice(
             "part of collector_stopped_then_continued",
             "the worker ended before the collector was stopped",
@@ -172,6 +173,15 @@ fn collector_stopped_then_continued() {
                     p.exit
                 );
                 assert_eq!(p.totals.lost_events, 0, "lost events");
+                if stopped_mid_run {
+                    // Allocating on while the collector stood still for 2 s,
+                    // the worker filled the queue and waited: the report says so.
+                    assert!(
+                        p.totals.queue_wait_ns > 100_000_000,
+                        "queue wait {} ns",
+                        p.totals.queue_wait_ns
+                    );
+                }
                 // ROUNDS rounds x 100000 mallocs, all freed at the end (the worker
                 // writes with write(2): no stdio buffer).
                 let rounds: i64 = ROUNDS.parse().unwrap();

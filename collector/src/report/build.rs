@@ -341,6 +341,7 @@ fn draft(
         mmap_file_bytes: mappings.file_bytes(),
         mmap_ranges: mappings.range_count(),
         lost_events: counters.lost_events,
+        queue_wait_ns: stats.map_or(0, |s| s.queue_wait_ns),
         unknown_frees: counters.unknown_frees,
         duplicate_allocs: counters.duplicate_allocs,
         rss_bytes: stats.map(|s| s.rss_bytes),

@@ -154,6 +154,10 @@ pub struct Totals {
     pub mmap_ranges: usize,
     /// Events the shim could not deliver: the numbers above undercount by that much.
     pub lost_events: u64,
+    /// Nanoseconds the program's threads waited for room in the shim's
+    /// queue (lossless back-pressure, included in the run time); 0 if they
+    /// never did.
+    pub queue_wait_ns: u64,
     /// Frees of addresses that were not live.
     pub unknown_frees: u64,
     /// Allocations returning an address that was already live.

@@ -265,6 +265,14 @@ fn process(out: &mut String, p: &ProcessReport) {
             count(t.lost_events)
         );
     }
+    if t.queue_wait_ns > 0 {
+        let _ = writeln!(
+            out,
+            "  queue wait    the program waited {:.1} ms for room in the shim's queue \
+             (lossless back-pressure; included in its run time)",
+            t.queue_wait_ns as f64 / 1e6
+        );
+    }
     let _ = writeln!(
         out,
         "  allocations   {} calls + {} reallocs, {} requested",
