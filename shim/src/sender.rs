@@ -125,6 +125,13 @@ fn end_stream() {
     recorder::stop();
 }
 
+/// Whether the sender sleeps between rounds: only then need producers
+/// watch how full the queue gets.
+#[inline(always)]
+pub fn is_asleep() -> bool {
+    DOORBELL.has_sleeper()
+}
+
 /// Cuts the sender's idle sleep short (a producer found a queue filling up).
 pub fn wake() {
     DOORBELL.ring();

@@ -82,6 +82,12 @@ impl Doorbell {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Whether a thread sleeps on this doorbell (or is about to). A plain
+    /// read of a word written only around sleeps: cheap on a hot path.
+    pub fn has_sleeper(&self) -> bool {
+        self.sleepers.load(Ordering::Relaxed) != 0
+    }
+
     /// Wakes the sleeper, if any.
     pub fn ring(&self) {
         self.wake(1);
