@@ -3,7 +3,11 @@
  * exactly the stacks of a fresh one. Paths of equal length through the same
  * functions in another order reach malloc at the same stack pointer with
  * different callers above: only the memo's check of the stack words can
- * tell them apart. Some iterations shift the whole stack with alloca. */
+ * tell them apart. Some iterations shift the whole stack with alloca. f3
+ * keeps six fresh values live across its call, so that built without frame
+ * pointers it holds one in rbp: the saved rbp words then change with every
+ * call, and the memo must tell the ones that matter from the ones that do
+ * not. */
 #include <alloca.h>
 #include <stdlib.h>
 
@@ -37,6 +41,14 @@ NOINLINE static void f2(int depth) {
     pad[1] = pad[0];
 }
 
+static volatile unsigned kept[6];
+
+NOINLINE static void f3(int depth) {
+    unsigned a = next(), b = next(), c = next(), d = next(), e = next(), g = next();
+    step(depth);
+    kept[0] = a, kept[1] = b, kept[2] = c, kept[3] = d, kept[4] = e, kept[5] = g;
+}
+
 /* Allocates (size tells the depth) or goes one call deeper. */
 NOINLINE static void step(int depth) {
     if (depth == 0) {
@@ -45,10 +57,11 @@ NOINLINE static void step(int depth) {
         free(p);
         return;
     }
-    switch ((next() >> 16) % 3) {
+    switch ((next() >> 16) % 4) {
     case 0: f0(depth - 1); break;
     case 1: f1(depth - 1); break;
-    default: f2(depth - 1); break;
+    case 2: f2(depth - 1); break;
+    default: f3(depth - 1); break;
     }
 }
 

@@ -502,11 +502,30 @@ fn site_set(report: &Value) -> Vec<(Vec<String>, i64, i64)> {
 
 #[test]
 fn memoized_unwinds_equal_fresh_ones() {
-    let prog = programs::program_with("unwind_paths.c", OPT, "opt");
+    // Without frame pointers (rbp is then a plain register whose saved
+    // values the memo must not compare) and with them (rbp then locates
+    // frames, and the memo must compare it).
+    let builds = [
+        ("opt", programs::program_with("unwind_paths.c", OPT, "opt")),
+        (
+            "fp",
+            programs::program_with(
+                "unwind_paths.c",
+                &["-O2", "-fno-omit-frame-pointer", "-g"],
+                "fp",
+            ),
+        ),
+    ];
+    for (build, prog) in &builds {
+        memo_equals_fresh(build, prog);
+    }
+}
+
+fn memo_equals_fresh(build: &str, prog: &Path) {
     let dir = programs::scratch();
     let report = |memo: &str, depth: &str| -> Value {
         let trace = dir.path().join(format!("memo-{memo}-{depth}.mst"));
-        let mut cmd = Command::new(&prog);
+        let mut cmd = Command::new(prog);
         scrub_env(&mut cmd)
             .env("LD_PRELOAD", paths::shim_path())
             .env("MEMSHIM_SOCKET", dir.path().join("none.sock"))
@@ -527,8 +546,8 @@ fn memoized_unwinds_equal_fresh_ones() {
     for (depth, min_sites) in [("64", 1_000), ("6", 100)] {
         let memo = site_set(&report("1", depth));
         let fresh = site_set(&report("0", depth));
-        // 20,000 calls over paths 0 to 6 deep through 3 functions: most of
-        // the 1,093 possible paths, each with up to 4 sizes.
+        // 20,000 calls over paths 0 to 6 deep through 4 functions: many of
+        // the 5,461 possible paths, each with up to 4 sizes.
         let calls: i64 = memo
             .iter()
             .filter(|s| s.0.iter().any(|f| f.starts_with("step")))
@@ -537,16 +556,16 @@ fn memoized_unwinds_equal_fresh_ones() {
         assert_eq!(calls, 20_000, "allocations from the program's own paths");
         assert!(
             memo.len() > min_sites,
-            "depth {depth}: only {} distinct sites",
+            "{build}, depth {depth}: only {} distinct sites",
             memo.len()
         );
         assert_eq!(
             memo.len(),
             fresh.len(),
-            "depth {depth}: site count with and without the memo"
+            "{build}, depth {depth}: site count with and without the memo"
         );
         for (m, f) in memo.iter().zip(&fresh) {
-            assert_eq!(m, f, "depth {depth}: a site differs with the memo");
+            assert_eq!(m, f, "{build}, depth {depth}: a site differs with the memo");
         }
     }
 }

@@ -9,21 +9,54 @@
 //! which the capture logs through its `read_stack` callback.
 //!
 //! So each thread remembers its previous unwind: the state at every frame and
-//! every word read (with its value). A new capture unwinds its innermost
+//! the words read (with their values). A new capture unwinds its innermost
 //! frames; as soon as it reaches a state identical to a remembered frame's,
-//! and every word the remembered unwind read from there outwards still holds
-//! the same value, the rest of the stack is copied instead of unwound. That
-//! is sound by construction (same inputs, same deterministic rules), not a
-//! heuristic: a changed word anywhere outside means a fresh unwind.
+//! and every word the remembered unwind depended on from there outwards
+//! still holds the same value, the rest of the stack is copied instead of
+//! unwound. That is sound by construction (same inputs, same deterministic
+//! rules), not a heuristic: a changed input anywhere outside means a fresh
+//! unwind.
+//!
+//! Not every word a rule reads is an input of the result, and checking
+//! those that are not would defeat the memo: a function that saves `rbx` or
+//! `rbp` keeps its caller's values of them on the stack, and in code built
+//! without frame pointers those are loop counters and pointers that change
+//! with every call. framehop's x86-64 rules carry only `ip`, `sp` and `bp`
+//! from frame to frame, so a word matters only if it becomes the next
+//! return address or the next `bp`:
+//!
+//! * a read whose value is neither is dropped from the log (the saved `rbx`,
+//!   `r12`..`r15`); whether it can be read at all depends only on its
+//!   address, which the matching state fixes;
+//! * `bp` itself matters only while it is *live*: some later rule computes a
+//!   frame from it (frame-pointer rules, `CFA = rbp + k`) before a rule
+//!   restores it from the stack. So a frame's `bp`, and a word that restored
+//!   `bp`, are compared only where `bp` is live. A step is taken to use `bp`
+//!   when its caller's stack pointer lies within 4 GiB of it, which every
+//!   rule deriving the CFA from `rbp` gives (a successful step's CFA is on
+//!   the stack, `rbp + k` for its rule's small `k`); a step that ended the
+//!   stack, or was not taken, counts as using it. Both tests err on the side
+//!   of comparing more.
 //!
 //! Two records per thread alternate: the previous one is read while the new
 //! one is written.
 
 use super::MAX_STEPS;
 
-/// Most stack words one unwind may read (a rule reads at most two per frame:
-/// the return address and a saved frame pointer).
+/// Most stack words one unwind may log (a rule's kept reads per frame: the
+/// return address and a saved frame pointer).
 const MAX_READS: usize = 2 * MAX_STEPS;
+
+/// A logged read that is an input of the result whatever else holds: the
+/// next return address, or any read of a step that ended the stack.
+const READ_ALWAYS: u8 = 0;
+/// A logged read that restored `bp`: an input only while `bp` is live after
+/// its step.
+const READ_BP: u8 = 1;
+
+/// How close (in bytes) a caller's stack pointer must be to a frame's `bp`
+/// for the step to be taken as having used `bp`.
+const BP_USE_DISTANCE: u64 = 1 << 32;
 
 /// The unwinder's state at one frame.
 #[derive(Clone, Copy)]
@@ -53,6 +86,8 @@ pub struct Record {
     pub steps: [Step; MAX_STEPS],
     /// Logged stack reads: (address, value).
     pub reads: [(u64, u64); MAX_READS],
+    /// What each logged read is an input of (`READ_ALWAYS`, `READ_BP`).
+    pub kinds: [u8; MAX_READS],
     /// How many of `reads` are valid.
     pub reads_len: usize,
 }
@@ -71,6 +106,7 @@ impl Record {
     pub fn log_read(&mut self, addr: u64, value: u64) {
         if self.reads_len < MAX_READS {
             self.reads[self.reads_len] = (addr, value);
+            self.kinds[self.reads_len] = READ_ALWAYS;
             self.reads_len += 1;
         } else {
             self.generation = 0;
@@ -89,12 +125,45 @@ impl Record {
         self.len += 1;
     }
 
-    /// Marks the end of unwinding the last frame (its reads are logged).
+    /// Marks the end of unwinding the last frame, whose caller has `next`
+    /// as its return address and `bp` (`None`: the step ended the stack, and
+    /// all its reads stay inputs). Keeps only the reads that are inputs.
     #[inline(always)]
-    pub fn end_step(&mut self) {
-        if let Some(last) = self.steps[..self.len].last_mut() {
-            last.reads_end = self.reads_len as u32;
+    pub fn end_step(&mut self, next: Option<(u64, u64)>) {
+        let Some(last) = self.len.checked_sub(1) else {
+            return;
+        };
+        if let Some((ip, bp)) = next {
+            let start = self.steps[last].reads_end as usize;
+            let mut kept = start;
+            for k in start..self.reads_len {
+                let (addr, value) = self.reads[k];
+                let kind = if value == ip {
+                    READ_ALWAYS
+                } else if value == bp {
+                    READ_BP
+                } else {
+                    continue;
+                };
+                self.reads[kept] = (addr, value);
+                self.kinds[kept] = kind;
+                kept += 1;
+            }
+            self.reads_len = kept;
         }
+        self.steps[last].reads_end = self.reads_len as u32;
+    }
+
+    /// Whether step `s`, with `bp_live_after` telling whether `bp` is live
+    /// after it, leaves `bp` live before it: it uses `bp`, or passes it on
+    /// unchanged to a step that does.
+    fn bp_live_before(&self, s: usize, bp_live_after: bool) -> bool {
+        let Some(next) = self.steps[..self.len].get(s + 1) else {
+            return true;
+        };
+        let here = &self.steps[s];
+        let uses = next.sp.abs_diff(here.bp) < BP_USE_DISTANCE;
+        uses || (next.bp == here.bp && bp_live_after)
     }
 
     /// The index of a remembered return-address frame in exactly this state,
@@ -119,14 +188,23 @@ impl Record {
         }
         let j = *cursor;
         let s = self.steps.get(j).filter(|_| j < self.len)?;
-        if (s.ip, s.sp, s.bp) != (ip, sp, bp) {
+        if (s.ip, s.sp) != (ip, sp) {
             return None;
         }
-        let from = self.steps[j - 1].reads_end as usize;
-        let valid = self.reads[from..self.reads_len]
-            .iter()
-            .all(|&(addr, value)| read(addr) == Some(value));
-        valid.then_some(j)
+        // Outermost first, so that whether `bp` is live after each step is
+        // known when its reads are checked.
+        let mut bp_live = true;
+        for k in (j..self.len).rev() {
+            let reads = self.steps[k - 1].reads_end as usize..self.steps[k].reads_end as usize;
+            for r in reads {
+                let (addr, value) = self.reads[r];
+                if (self.kinds[r] == READ_ALWAYS || bp_live) && read(addr) != Some(value) {
+                    return None;
+                }
+            }
+            bp_live = self.bp_live_before(k, bp_live);
+        }
+        (!bp_live || s.bp == bp).then_some(j)
     }
 
     /// Appends `other`'s frames from `j` on (and their reads) to this record,
@@ -141,6 +219,8 @@ impl Record {
         let shift = self.reads_len as i64 - from as i64;
         self.reads[self.reads_len..self.reads_len + reads]
             .copy_from_slice(&other.reads[from..other.reads_len]);
+        self.kinds[self.reads_len..self.reads_len + reads]
+            .copy_from_slice(&other.kinds[from..other.reads_len]);
         self.reads_len += reads;
         for (k, s) in other.steps[j..other.len].iter().enumerate() {
             self.steps[self.len + k] = Step {
@@ -177,5 +257,113 @@ impl Memo {
         };
         self.previous ^= 1;
         pair
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const GEN: u64 = 7;
+    /// A stack address: frames live around here.
+    const SP: u64 = 0x7ffd_0000_1000;
+
+    /// A three-frame unwind of `stack`, as `capture` would record it. Frame 0
+    /// saves `rbx` and `rbp` (restoring the caller's `bp`); frame 1 restores
+    /// `bp` again, or (`frame_pointer`) is a frame-pointer function whose CFA
+    /// is `bp + 16`; frame 2 ends the stack. Returns the record and the
+    /// state a new capture would be in at frame 1.
+    fn record(stack: &HashMap<u64, u64>, frame_pointer: bool) -> (Box<Memo>, (u64, u64, u64)) {
+        let mut memo = Memo::new_boxed();
+        let (_, r) = memo.begin();
+        r.reset(GEN);
+        let read = |a: u64| stack[&a];
+        // Frame 0: pushes rbx, rbp; returns to 0x400100.
+        r.push_step(0x400000, SP, 5);
+        for a in [SP + 0x08, SP + 0x10, SP + 0x18] {
+            r.log_read(a, read(a));
+        }
+        let bp1 = read(SP + 0x10);
+        r.end_step(Some((read(SP + 0x18), bp1)));
+        // Frame 1.
+        r.push_step(0x400100, SP + 0x20, bp1);
+        let bp2 = if frame_pointer {
+            r.log_read(bp1, read(bp1));
+            r.log_read(bp1 + 8, read(bp1 + 8));
+            read(bp1)
+        } else {
+            r.log_read(SP + 0x20, read(SP + 0x20));
+            r.log_read(SP + 0x28, read(SP + 0x28));
+            read(SP + 0x20)
+        };
+        let next_sp = if frame_pointer { bp1 + 16 } else { SP + 0x30 };
+        r.end_step(Some((read(next_sp - 8), bp2)));
+        // Frame 2: its return address is 0, the end.
+        r.push_step(read(next_sp - 8), next_sp, bp2);
+        r.log_read(next_sp + 8, read(next_sp + 8));
+        r.end_step(None);
+        r.complete = true;
+        (memo, (0x400100, SP + 0x20, bp1))
+    }
+
+    fn stack() -> HashMap<u64, u64> {
+        HashMap::from([
+            (SP + 0x08, 77),       // frame 0's saved rbx
+            (SP + 0x10, 9),        // frame 0's saved rbp: a loop counter
+            (SP + 0x18, 0x400100), // return address into frame 1
+            (SP + 0x20, 11),       // frame 1's saved rbp
+            (SP + 0x28, 0x400200), // return address into frame 2
+            (SP + 0x38, 0),        // frame 2's return address: none
+        ])
+    }
+
+    fn reusable(memo: &Memo, stack: &HashMap<u64, u64>, state: (u64, u64, u64)) -> bool {
+        // What the next `begin` would give as the previous record.
+        let previous = &memo.records[memo.previous];
+        let mut cursor = 0;
+        previous
+            .reusable_from(GEN, state, &mut cursor, |a| stack.get(&a).copied())
+            .is_some()
+    }
+
+    #[test]
+    fn words_that_are_not_inputs_are_not_compared() {
+        let mut stack = stack();
+        let (memo, (ip, sp, _)) = record(&stack, false);
+        assert!(reusable(&memo, &stack, (ip, sp, 9)), "same stack");
+        // Frame 1 restores bp before anything uses it: its bp is dead.
+        assert!(reusable(&memo, &stack, (ip, sp, 1234)), "other dead bp");
+        // A saved rbx is never an input.
+        stack.insert(SP + 0x08, 78);
+        assert!(reusable(&memo, &stack, (ip, sp, 9)), "other saved rbx");
+    }
+
+    #[test]
+    fn words_that_are_inputs_are_compared() {
+        let (memo, (ip, sp, bp)) = record(&stack(), false);
+        // The bp frame 1 restores is live to the end of the stack.
+        let mut stack = stack();
+        stack.insert(SP + 0x20, 12);
+        assert!(!reusable(&memo, &stack, (ip, sp, bp)), "restored bp");
+        let mut stack = self::stack();
+        stack.insert(SP + 0x28, 0x400300);
+        assert!(!reusable(&memo, &stack, (ip, sp, bp)), "return address");
+        assert!(!reusable(&memo, &self::stack(), (ip + 1, sp, bp)), "ip");
+    }
+
+    #[test]
+    fn a_frame_pointer_is_compared_where_it_is_used() {
+        let mut stack = stack();
+        // Frame 0's saved rbp is now frame 1's frame pointer.
+        let fp = SP + 0x40;
+        stack.insert(SP + 0x10, fp);
+        stack.insert(fp, 0);
+        stack.insert(fp + 8, 0x400200);
+        stack.insert(fp + 24, 0);
+        let (memo, (ip, sp, bp)) = record(&stack, true);
+        assert!(reusable(&memo, &stack, (ip, sp, bp)), "same stack");
+        assert!(!reusable(&memo, &stack, (ip, sp, bp + 16)), "other bp");
     }
 }

@@ -237,7 +237,7 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
                     .unwind_frame(address, &mut regs, cache, &mut read_stack);
                 // SAFETY: the unwind call has returned.
                 let r = unsafe { &mut *rec };
-                r.end_step();
+                r.end_step(matches!(step, Ok(Some(_))).then(|| (regs.ip(), regs.bp())));
                 match step {
                     Ok(Some(ra)) => match FrameAddress::from_return_address(ra) {
                         Some(next) => address = next,
