@@ -224,7 +224,11 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
                     regs = UnwindRegsX86_64::new(last.ip, last.sp, last.bp);
                     steps += previous.len - j - 1;
                 } else {
-                    if cursor < previous.len && previous.steps[cursor].sp == state.1 {
+                    // Only a check that walked the reads counts against the
+                    // budget; another caller at the same depth costs nothing.
+                    if cursor < previous.len
+                        && (previous.steps[cursor].ip, previous.steps[cursor].sp) == (ip, state.1)
+                    {
                         reuse_checks = reuse_checks.saturating_sub(1);
                     }
                     r.push_step(ip, state.1, state.2);
