@@ -9,6 +9,7 @@ use memshim_proto::{Event, FrameError, FrameReader, Hello};
 
 use crate::registry::{Registry, SessionHandle};
 use crate::state::ProtocolError;
+use crate::symbolize::SymbolCache;
 use crate::tee::{TeeReader, TeeSink};
 
 /// Why a stream could not be read to its end.
@@ -69,11 +70,14 @@ pub struct SaveTo<'a> {
 /// closed as cut.
 /// `replies`, when the stream comes from a live process, carries answers back
 /// to it (the live set for its exit scan); a saved trace has none.
+/// `symbols`, if given, starts parsing each announced module's file in the
+/// background ([`SymbolCache::warm`]).
 pub fn ingest<R: Read>(
     registry: &Registry,
     reader: R,
     save: Option<SaveTo<'_>>,
-    mut replies: Option<Box<dyn Write>>,
+    replies: Option<Box<dyn Write>>,
+    symbols: Option<&Arc<SymbolCache>>,
 ) -> Result<Arc<SessionHandle>, IngestFailure> {
     let (reader, tee) = TeeReader::new(reader);
     if save.is_none() {
@@ -94,7 +98,13 @@ pub fn ingest<R: Read>(
         }
     }
     let handle = registry.open(hello);
-    let result = apply_all(registry, &handle, rest, &mut frames, &mut replies);
+    let mut sink = Sink {
+        registry,
+        handle: &handle,
+        replies,
+        symbols,
+    };
+    let result = sink.apply_all(rest, &mut frames);
     registry.close(&handle);
     finish_tee(&tee, pid);
     result.map(|()| handle).map_err(|e| fail(Some(pid), e))
@@ -122,50 +132,59 @@ fn first_hello<R: Read>(frames: &mut FrameReader<R>) -> Result<(Hello, Vec<Event
     }
 }
 
-type Replies = Option<Box<dyn Write>>;
-
-fn apply_all<R: Read>(
-    registry: &Registry,
-    handle: &SessionHandle,
-    mut first: Vec<Event>,
-    frames: &mut FrameReader<R>,
-    replies: &mut Replies,
-) -> Result<(), IngestError> {
-    apply_batch(registry, handle, &mut first, replies)?;
-    while let Some(mut batch) = frames.next_batch().map_err(IngestError::Frame)? {
-        apply_batch(registry, handle, &mut batch, replies)?;
-    }
-    Ok(())
+/// Where a stream's events go: its session, and whatever else must see them.
+struct Sink<'a> {
+    registry: &'a Registry,
+    handle: &'a SessionHandle,
+    /// Answers to the live process (see [`ingest`]).
+    replies: Option<Box<dyn Write>>,
+    symbols: Option<&'a Arc<SymbolCache>>,
 }
 
-/// Applies a batch of events in place (see [`crate::state::Session::apply_in_place`]).
-fn apply_batch(
-    registry: &Registry,
-    handle: &SessionHandle,
-    events: &mut [Event],
-    replies: &mut Replies,
-) -> Result<(), IngestError> {
-    let mut session = handle.lock();
-    for event in events {
-        match event {
-            Event::Forked { child_pid, .. } => {
-                registry.offer_fork(session.hello().pid, *child_pid, session.fork_snapshot())
-            }
-            Event::ScanRequest { .. } => {
-                if let Some(out) = replies.as_mut() {
-                    let mut frame = Vec::new();
-                    session.scan_request(|set| encode_message(set, &mut frame));
-                    if out.write_all(&frame).and_then(|()| out.flush()).is_err() {
-                        // The process gave up waiting; it exits without a scan.
-                        *replies = None;
+impl Sink<'_> {
+    fn apply_all<R: Read>(
+        &mut self,
+        mut first: Vec<Event>,
+        frames: &mut FrameReader<R>,
+    ) -> Result<(), IngestError> {
+        self.apply_batch(&mut first)?;
+        while let Some(mut batch) = frames.next_batch().map_err(IngestError::Frame)? {
+            self.apply_batch(&mut batch)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a batch of events in place (see [`crate::state::Session::apply_in_place`]).
+    fn apply_batch(&mut self, events: &mut [Event]) -> Result<(), IngestError> {
+        let mut session = self.handle.lock();
+        for event in events {
+            match event {
+                Event::Forked { child_pid, .. } => self.registry.offer_fork(
+                    session.hello().pid,
+                    *child_pid,
+                    session.fork_snapshot(),
+                ),
+                Event::ScanRequest { .. } => {
+                    if let Some(out) = self.replies.as_mut() {
+                        let mut frame = Vec::new();
+                        session.scan_request(|set| encode_message(set, &mut frame));
+                        if out.write_all(&frame).and_then(|()| out.flush()).is_err() {
+                            // The process gave up waiting; it exits without a scan.
+                            self.replies = None;
+                        }
                     }
                 }
+                Event::Module(module) => {
+                    if let Some(symbols) = self.symbols {
+                        symbols.warm(module);
+                    }
+                }
+                _ => {}
             }
-            _ => {}
+            session
+                .apply_in_place(event)
+                .map_err(IngestError::Protocol)?;
         }
-        session
-            .apply_in_place(event)
-            .map_err(IngestError::Protocol)?;
+        Ok(())
     }
-    Ok(())
 }

@@ -258,7 +258,7 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
         });
         let reader = io::Cursor::new(magic).chain(stream);
         let replies = replies.map(|r| Box::new(r) as Box<dyn io::Write>);
-        if let Err(failure) = ingest(&shared.registry, reader, save, replies) {
+        if let Err(failure) = ingest(&shared.registry, reader, save, replies, Some(&shared.cache)) {
             eprintln!("memcollect: {failure}");
         }
     } else if magic == CONTROL_MAGIC {

@@ -1,8 +1,13 @@
 //! Turning return addresses into functions, files and lines, from the files on disk.
 //!
 //! Results are cached per (module path, build-id, ELF address) in a
-//! [`SymbolCache`] shared by every report; the DWARF parsing itself happens in
-//! a [`Symbolizer`] that lives for one report (blazesym's is not `Send`).
+//! [`SymbolCache`] shared by every report, together with the one blazesym
+//! symbolizer that parses the files: a file parsed for one report serves the
+//! next. A collector that watches processes run (`run`, `serve`) parses each
+//! module's file in the background as soon as the module is announced
+//! ([`SymbolCache::warm`]), so that a report at the end does not start by
+//! decompressing and parsing debug information: on two cores, an idle one
+//! usually does it while the program runs.
 //!
 //! Addresses outside every module are looked up in the process's
 //! `/tmp/perf-PID.map` ([`perfmap`]), read once per pid (again when it grew).
@@ -14,7 +19,10 @@ pub mod python;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::Duration;
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized};
@@ -59,10 +67,38 @@ struct CacheInner {
     perf_maps: HashMap<u32, Option<Arc<PerfMap>>>,
 }
 
-/// Symbolization results shared across reports and threads.
+/// Symbolization results shared across reports and threads, and the
+/// symbolizer that produces them.
 #[derive(Debug, Default)]
 pub struct SymbolCache {
     inner: Mutex<CacheInner>,
+    /// The one blazesym symbolizer: whoever resolves an address takes it.
+    blaze: Mutex<Blaze>,
+    /// Reports in progress; background parsing waits while there are any.
+    reports: AtomicUsize,
+    /// Where [`SymbolCache::warm`] queues modules (`None`: no thread).
+    warmer: OnceLock<Option<Sender<Module>>>,
+}
+
+/// blazesym's symbolizer, made to move between threads.
+///
+/// It is not `Send` because it keeps `Rc`s, `RefCell`s and `dyn` resolvers
+/// without `Send` bounds. All of them are owned by the symbolizer and
+/// reachable only through it; it uses no thread-local state; it is only ever
+/// used through `&mut` under the [`SymbolCache::blaze`] mutex, which orders
+/// every access; and what a lookup returns is copied into owned [`Located`]
+/// values before the lock is released. So no reference count or cell is ever
+/// touched by two threads without that ordering.
+#[derive(Default)]
+struct Blaze(Option<blazesym::symbolize::Symbolizer>);
+
+// SAFETY: see the type's documentation.
+unsafe impl Send for Blaze {}
+
+impl std::fmt::Debug for Blaze {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Blaze")
+    }
 }
 
 impl SymbolCache {
@@ -71,18 +107,126 @@ impl SymbolCache {
     fn lock(&self) -> MutexGuard<'_, CacheInner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Queues `module`'s file to be parsed in the background, ahead of the
+    /// reports that will need it. The thread starts on the first call; a
+    /// module without a file (the vDSO) or the shim itself is skipped.
+    pub fn warm(self: &Arc<Self>, module: &Module) {
+        if module.path.is_empty() || is_shim(&module.path) {
+            return;
+        }
+        let warmer = self.warmer.get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            let cache = Arc::downgrade(self);
+            std::thread::Builder::new()
+                .name("memcollect-symbols".into())
+                .spawn(move || warm_queued(&cache, &rx))
+                .ok()
+                .map(|_| tx)
+        });
+        if let Some(tx) = warmer {
+            // The thread ends only with the cache, so the send cannot fail.
+            let _ = tx.send(module.clone());
+        }
+    }
+
+    /// The functions, innermost first, at ELF address `vaddr` of `module`.
+    fn locate(&self, module: &Module, vaddr: u64) -> Arc<[Located]> {
+        let file: FileKey = (module.path.clone(), module.build_id.clone());
+        let key = (file, vaddr);
+        if let Some(hit) = self.lock().addresses.get(&key).cloned() {
+            return hit;
+        }
+        let located: Arc<[Located]> = match self.file_status(&key.0) {
+            FileStatus::Changed => Arc::new([named(CHANGED_ON_DISK)]),
+            FileStatus::Unreadable => Arc::new([named(UNKNOWN_FUNCTION)]),
+            FileStatus::Usable => self.resolve(&module.path, vaddr).into(),
+        };
+        self.lock().addresses.insert(key, Arc::clone(&located));
+        located
+    }
+
+    fn file_status(&self, file: &FileKey) -> FileStatus {
+        let known = self.lock().files.get(file).copied();
+        if let Some(status) = known {
+            return status;
+        }
+        let (path, expected) = file;
+        let status = match blazesym::helper::read_elf_build_id(Path::new(path)) {
+            Err(_) => FileStatus::Unreadable,
+            Ok(on_disk) => {
+                let on_disk = on_disk.map(|b| b.into_owned()).unwrap_or_default();
+                if expected.is_empty() || on_disk == *expected {
+                    FileStatus::Usable
+                } else {
+                    FileStatus::Changed
+                }
+            }
+        };
+        self.lock().files.insert(file.clone(), status);
+        status
+    }
+
+    fn resolve(&self, path: &str, vaddr: u64) -> Vec<Located> {
+        let mut blaze = self.blaze.lock().unwrap_or_else(PoisonError::into_inner);
+        let blaze = blaze.0.get_or_insert_with(|| {
+            blazesym::symbolize::Symbolizer::builder()
+                .enable_code_info(true)
+                .enable_inlined_fns(true)
+                .enable_demangling(true)
+                .build()
+        });
+        let source = Source::Elf(Elf::new(path));
+        let sym = match blaze.symbolize_single(&source, Input::VirtOffset(vaddr)) {
+            Ok(Symbolized::Sym(sym)) => sym,
+            _ => return vec![named(UNKNOWN_FUNCTION)],
+        };
+        // blazesym lists inlined calls outermost first; the report wants innermost first.
+        let mut out: Vec<Located> = sym
+            .inlined
+            .iter()
+            .rev()
+            .map(|f| located(&f.name, f.code_info.as_ref()))
+            .collect();
+        out.push(located(&sym.name, sym.code_info.as_deref()));
+        out
+    }
+}
+
+/// The background thread: parses each queued module's file (by looking up
+/// the start of its code) unless a report is running, which comes first.
+/// Ends with the cache.
+fn warm_queued(cache: &Weak<SymbolCache>, queue: &Receiver<Module>) {
+    while let Ok(module) = queue.recv() {
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        while cache.reports.load(Ordering::Acquire) > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(code) = module.segments.iter().find(|s| s.executable) {
+            cache.locate(&module, code.vaddr);
+        }
+    }
+}
+
+fn is_shim(path: &str) -> bool {
+    Path::new(path)
+        .file_name()
+        .is_some_and(|n| n == SHIM_FILE_NAME)
 }
 
 /// Symbolizes stacks for one report.
 pub struct Symbolizer<'c> {
     cache: &'c SymbolCache,
-    blaze: Option<blazesym::symbolize::Symbolizer>,
 }
 
 impl<'c> Symbolizer<'c> {
-    /// A symbolizer that reads and fills `cache`.
+    /// A symbolizer that reads and fills `cache`. Background parsing pauses
+    /// while it exists.
     pub fn new(cache: &'c SymbolCache) -> Self {
-        Symbolizer { cache, blaze: None }
+        cache.reports.fetch_add(1, Ordering::AcqRel);
+        Symbolizer { cache }
     }
 
     /// The frames of a stack of process `pid`, innermost first: one per
@@ -114,14 +258,12 @@ impl<'c> Symbolizer<'c> {
                 frames.push(unknown(address, Some("[vdso]".into())));
                 continue;
             }
-            if Path::new(&module.path)
-                .file_name()
-                .is_some_and(|n| n == SHIM_FILE_NAME)
-            {
+            if is_shim(&module.path) {
                 continue;
             }
             let module_name = Some(module.path.clone());
-            for located in self.locate(module, pc.wrapping_sub(module.base)).iter() {
+            let located = self.cache.locate(module, pc.wrapping_sub(module.base));
+            for located in located.iter() {
                 frames.push(Frame {
                     function: located.function.clone(),
                     file: located.file.clone(),
@@ -158,72 +300,11 @@ impl<'c> Symbolizer<'c> {
         self.cache.lock().perf_maps.insert(pid, map);
         name
     }
+}
 
-    fn locate(&mut self, module: &Module, vaddr: u64) -> Arc<[Located]> {
-        let file: FileKey = (module.path.clone(), module.build_id.clone());
-        let key = (file, vaddr);
-        if let Some(hit) = self.cached(&key) {
-            return hit;
-        }
-        let located: Arc<[Located]> = match self.file_status(&key.0) {
-            FileStatus::Changed => Arc::new([named(CHANGED_ON_DISK)]),
-            FileStatus::Unreadable => Arc::new([named(UNKNOWN_FUNCTION)]),
-            FileStatus::Usable => self.resolve(&module.path, vaddr).into(),
-        };
-        self.cache
-            .lock()
-            .addresses
-            .insert(key, Arc::clone(&located));
-        located
-    }
-
-    fn cached(&self, key: &(FileKey, u64)) -> Option<Arc<[Located]>> {
-        self.cache.lock().addresses.get(key).cloned()
-    }
-
-    fn file_status(&self, file: &FileKey) -> FileStatus {
-        let known = self.cache.lock().files.get(file).copied();
-        if let Some(status) = known {
-            return status;
-        }
-        let (path, expected) = file;
-        let status = match blazesym::helper::read_elf_build_id(Path::new(path)) {
-            Err(_) => FileStatus::Unreadable,
-            Ok(on_disk) => {
-                let on_disk = on_disk.map(|b| b.into_owned()).unwrap_or_default();
-                if expected.is_empty() || on_disk == *expected {
-                    FileStatus::Usable
-                } else {
-                    FileStatus::Changed
-                }
-            }
-        };
-        self.cache.lock().files.insert(file.clone(), status);
-        status
-    }
-
-    fn resolve(&mut self, path: &str, vaddr: u64) -> Vec<Located> {
-        let blaze = self.blaze.get_or_insert_with(|| {
-            blazesym::symbolize::Symbolizer::builder()
-                .enable_code_info(true)
-                .enable_inlined_fns(true)
-                .enable_demangling(true)
-                .build()
-        });
-        let source = Source::Elf(Elf::new(path));
-        let sym = match blaze.symbolize_single(&source, Input::VirtOffset(vaddr)) {
-            Ok(Symbolized::Sym(sym)) => sym,
-            _ => return vec![named(UNKNOWN_FUNCTION)],
-        };
-        // blazesym lists inlined calls outermost first; the report wants innermost first.
-        let mut out: Vec<Located> = sym
-            .inlined
-            .iter()
-            .rev()
-            .map(|f| located(&f.name, f.code_info.as_ref()))
-            .collect();
-        out.push(located(&sym.name, sym.code_info.as_deref()));
-        out
+impl Drop for Symbolizer<'_> {
+    fn drop(&mut self) {
+        self.cache.reports.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -261,5 +342,47 @@ fn unknown(address: String, module: Option<String>) -> Frame {
         line: None,
         module,
         address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use memshim_proto::Segment;
+
+    use super::*;
+
+    #[test]
+    fn warming_parses_in_the_background_but_never_during_a_report() {
+        let exe = std::env::current_exe().expect("test binary");
+        let module = Module {
+            ts: 0,
+            path: exe.display().to_string(),
+            base: 0,
+            segments: vec![Segment {
+                vaddr: 0x1000,
+                memsz: 0x1000,
+                file_offset: 0x1000,
+                executable: true,
+            }],
+            build_id: vec![],
+        };
+        let key = ((module.path.clone(), vec![]), 0x1000);
+        let cache = Arc::new(SymbolCache::default());
+        let report = Symbolizer::new(&cache);
+        cache.warm(&module);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !cache.lock().addresses.contains_key(&key),
+            "parsed while a report was running"
+        );
+        drop(report);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cache.lock().addresses.contains_key(&key) {
+            assert!(Instant::now() < deadline, "never parsed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(cache.lock().files.len(), 1);
     }
 }

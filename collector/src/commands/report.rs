@@ -63,15 +63,17 @@ pub fn report(args: ReportArgs) -> Result<i32, Failure> {
 }
 
 /// Builds a report from trace files, read in parallel (a forked child's
-/// trace waits for its parent's, as on the socket).
+/// trace waits for its parent's, as on the socket), their modules' files
+/// parsed meanwhile.
 pub fn offline(traces: &[PathBuf], options: &ReportOptions) -> Result<Report, Failure> {
     let registry = Registry::default();
+    let symbols = Arc::new(SymbolCache::default());
     let results: Vec<(PathBuf, Result<(), String>)> = thread::scope(|scope| {
         let workers: Vec<_> = traces
             .iter()
             .map(|path| {
-                let registry = &registry;
-                scope.spawn(move || (path.clone(), read_trace(registry, path)))
+                let (registry, symbols) = (&registry, &symbols);
+                scope.spawn(move || (path.clone(), read_trace(registry, symbols, path)))
             })
             .collect();
         workers
@@ -87,13 +89,17 @@ pub fn offline(traces: &[PathBuf], options: &ReportOptions) -> Result<Report, Fa
             return Err(Failure::new(format!("{}: {e}", path.display())));
         }
     }
-    Ok(build_report(&registry, &SymbolCache::default(), options))
+    Ok(build_report(&registry, &symbols, options))
 }
 
 /// Reads one trace; a trace cut short is reported with a warning, an unreadable one is an error.
-fn read_trace(registry: &Registry, path: &PathBuf) -> Result<(), String> {
+fn read_trace(
+    registry: &Registry,
+    symbols: &Arc<SymbolCache>,
+    path: &PathBuf,
+) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    match ingest(registry, file, None, None) {
+    match ingest(registry, file, None, None, Some(symbols)) {
         Ok(_) => Ok(()),
         Err(failure) => match (failure.pid, &failure.error) {
             (Some(pid), IngestError::Frame(e)) => {
