@@ -4,8 +4,6 @@
 //! block: memcheck counts a block reached through one of these as reachable,
 //! not possibly lost, and so does memshim, with the same four rules.
 
-use super::memory;
-
 /// Address ranges of read-only file mappings, where vtables live.
 pub struct ReadOnlyRanges(Vec<(u64, u64)>);
 
@@ -43,18 +41,25 @@ const PAGE: u64 = 4096;
 
 /// Whether an interior pointer `ptr` into the block `[data, data + size)`
 /// matches one of memcheck's heuristics (std::string, length64, new[] array,
-/// multiple inheritance).
-pub fn matches(ptr: u64, data: u64, size: u64, vtables: &ReadOnlyRanges) -> bool {
+/// multiple inheritance). `word` reads the aligned word at an address, if
+/// it is readable.
+pub fn matches(
+    ptr: u64,
+    data: u64,
+    size: u64,
+    vtables: &ReadOnlyRanges,
+    mut word: impl FnMut(u64) -> Option<u64>,
+) -> bool {
     // libstdc++'s copy-on-write string: length, capacity, refcount, chars.
     if ptr == data + 3 * WORD {
-        if let (Some(len), Some(cap)) = (memory::word(data), memory::word(data + WORD)) {
+        if let (Some(len), Some(cap)) = (word(data), word(data + WORD)) {
             if 3 * WORD + cap.wrapping_add(1) == size && len <= cap {
                 return true;
             }
         }
     }
     if ptr == data + WORD {
-        if let Some(first) = memory::word(data) {
+        if let Some(first) = word(data) {
             // length64: the first word is the length of the rest.
             if first > 0 && size - WORD == first {
                 return true;
@@ -68,7 +73,7 @@ pub fn matches(ptr: u64, data: u64, size: u64, vtables: &ReadOnlyRanges) -> bool
     // Multiple inheritance: both the block's first word and the word at the
     // pointer look like vtable pointers.
     if ptr.is_multiple_of(WORD) {
-        if let (Some(inner), Some(first)) = (memory::word(ptr), memory::word(data)) {
+        if let (Some(inner), Some(first)) = (word(ptr), word(data)) {
             let plausible = |a: u64| a.is_multiple_of(WORD) && a >= PAGE && vtables.contains(a);
             if plausible(inner) && plausible(first) {
                 return true;

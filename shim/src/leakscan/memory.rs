@@ -57,6 +57,22 @@ impl Windows {
         self.slots[slot].as_ref().map(|(b, v)| (*b, v.as_slice()))
     }
 
+    /// The aligned 64-bit word at `addr`, if it is readable: from its
+    /// window, or (at the edge of a mapping) on its own.
+    pub fn word(&mut self, addr: u64) -> Option<u64> {
+        if !addr.is_multiple_of(8) {
+            return None;
+        }
+        if let Some((base, bytes)) = self.window(addr) {
+            let i = (addr - base) as usize;
+            return Some(u64::from_ne_bytes(
+                bytes[i..i + 8].try_into().expect("8 bytes"),
+            ));
+        }
+        let mut b = [0u8; 8];
+        (read(addr, &mut b) == 8).then(|| u64::from_ne_bytes(b))
+    }
+
     /// Calls `f(word)` for every aligned word of `[addr, addr + len)`.
     /// Returns the number of bytes read.
     pub fn for_each_word(
@@ -80,12 +96,6 @@ impl Windows {
         }
         (to - from) as u64
     }
-}
-
-/// Reads the aligned 64-bit word at `addr`, if it is readable.
-pub fn word(addr: u64) -> Option<u64> {
-    let mut b = [0u8; 8];
-    (addr.is_multiple_of(8) && read(addr, &mut b) == 8).then(|| u64::from_ne_bytes(b))
 }
 
 const CHUNK: usize = 1 << 16;

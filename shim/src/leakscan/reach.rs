@@ -94,7 +94,15 @@ impl<'a> Reach<'a> {
         if !start && b.usable >= 16 && ptr == b.addr + b.usable - 8 {
             return;
         }
-        let as_start = start || heuristics::matches(ptr, b.addr, b.size, &self.vtables);
+        // Nothing this pointer could add (the heuristics below read memory).
+        let known = self.state[i];
+        if known == State::Reachable || (!definite && known != State::Unreached) {
+            return;
+        }
+        let as_start = start || {
+            let windows = &mut self.windows;
+            heuristics::matches(ptr, b.addr, b.size, &self.vtables, |a| windows.word(a))
+        };
         if as_start && definite {
             if self.state[i] != State::Reachable {
                 self.state[i] = State::Reachable;
