@@ -191,8 +191,17 @@ impl Record {
         if (s.ip, s.sp) != (ip, sp) {
             return None;
         }
-        // Outermost first, so that whether `bp` is live after each step is
-        // known when its reads are checked.
+        let from = self.steps[j - 1].reads_end as usize;
+        // The common case first, in one tight pass: nothing changed at all.
+        if s.bp == bp
+            && self.reads[from..self.reads_len]
+                .iter()
+                .all(|&(addr, value)| read(addr) == Some(value))
+        {
+            return Some(j);
+        }
+        // Else, outermost first, so that whether `bp` is live after each
+        // step is known when its reads are checked.
         let mut bp_live = true;
         for k in (j..self.len).rev() {
             let reads = self.steps[k - 1].reads_end as usize..self.steps[k].reads_end as usize;
