@@ -188,3 +188,54 @@ impl Sink<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use memshim_proto::{FrameWriter, Module, Segment};
+
+    use super::*;
+
+    #[test]
+    fn announced_modules_are_parsed_in_the_background() {
+        let exe = std::env::current_exe().expect("test binary");
+        let path = exe.display().to_string();
+        let hello = Event::Hello(Hello {
+            pid: 5,
+            ppid: 1,
+            forked_from: None,
+            exe: path.clone(),
+            argv: vec!["t".into()],
+            start_unix_ns: 0,
+            start_mono_ns: 0,
+            sample_bytes: 0,
+            stack_depth: 64,
+            shim_version: "test".into(),
+        });
+        let module = Event::Module(Module {
+            ts: 1,
+            path: path.clone(),
+            base: 0x5555_0000_0000,
+            segments: vec![Segment {
+                vaddr: 0x1000,
+                memsz: 0x1000,
+                file_offset: 0x1000,
+                executable: true,
+            }],
+            build_id: vec![],
+        });
+        let mut w = FrameWriter::new(Vec::new()).expect("header");
+        w.write_batch(&[hello, module]).expect("batch");
+        let stream = w.into_inner().expect("stream");
+
+        let symbols = Arc::new(SymbolCache::default());
+        let registry = Registry::default();
+        ingest(&registry, &stream[..], None, None, Some(&symbols)).expect("ingested");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !symbols.has_looked_up(&path) {
+            assert!(Instant::now() < deadline, "the module was never parsed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

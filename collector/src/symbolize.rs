@@ -130,6 +130,12 @@ impl SymbolCache {
         }
     }
 
+    /// Whether some address of the file at `path` has been looked up.
+    #[cfg(test)]
+    pub(crate) fn has_looked_up(&self, path: &str) -> bool {
+        self.lock().addresses.keys().any(|((p, _), _)| p == path)
+    }
+
     /// The functions, innermost first, at ELF address `vaddr` of `module`.
     fn locate(&self, module: &Module, vaddr: u64) -> Arc<[Located]> {
         let file: FileKey = (module.path.clone(), module.build_id.clone());
