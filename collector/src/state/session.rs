@@ -294,11 +294,6 @@ impl Session {
         }
     }
 
-    /// Whether the stream is over (closed, or an end event was seen).
-    pub fn is_finished(&self) -> bool {
-        self.closed || self.end.is_some() || self.exit_override.is_some()
-    }
-
     #[inline]
     fn touch(&mut self, ts: u64) {
         self.last_ts = self.last_ts.max(ts);
