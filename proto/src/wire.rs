@@ -109,48 +109,15 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Appends the batch of `events` (the payload of a frame) to `out`.
+    /// Appends the batch of `events` (the payload of a frame) to `out`: what
+    /// the tests compare with bincode's bytes.
+    #[cfg(test)]
     pub(crate) fn encode_batch(&mut self, events: &[Event], out: &mut Vec<u8>) {
-        // The element count comes first but includes the `NewStack`s, known
-        // only at the end. Leave room for the width `events.len()` takes (the
-        // count is no smaller), and shift the body if the count needs more.
-        let start = out.len();
-        let room = varint::len_u64(events.len() as u64);
-        out.resize(start + room, 0);
-        let mut count = events.len();
+        let mut batch = BatchEncoder::begin(self, out, events.len());
         for event in events {
-            match event {
-                Event::Alloc(a) => {
-                    let stack = self.stack_index(a.stack, out, &mut count);
-                    let tag = match a.kind {
-                        AllocKind::Malloc => MALLOC,
-                        AllocKind::Calloc => CALLOC,
-                        AllocKind::Realloc => REALLOC,
-                        AllocKind::Aligned => ALIGNED,
-                    };
-                    out.push(tag as u8);
-                    self.put_position(a.ts, a.tid, a.addr, out);
-                    varint::put_u64(out, a.size);
-                    varint::put_u64(out, a.usable_size.wrapping_sub(a.size));
-                    varint::put_u64(out, u64::from(stack));
-                }
-                Event::Free(f) => {
-                    out.push(if f.realloc { REALLOC_FREE } else { FREE } as u8);
-                    self.put_position(f.ts, f.tid, f.addr, out);
-                }
-                other => {
-                    out.push(FULL as u8);
-                    bincode::serde::encode_into_std_write(other, out, config())
-                        .expect("writing to a Vec cannot fail");
-                }
-            }
+            batch.event(event);
         }
-        let (prefix, len) = varint::encode_u64(count as u64);
-        if len == room {
-            out[start..start + len].copy_from_slice(&prefix[..len]);
-        } else {
-            out.splice(start..start + room, prefix[..len].iter().copied());
-        }
+        batch.finish();
     }
 
     /// The index of stack `id`, declaring it first (one more element) if it is new.
@@ -178,6 +145,95 @@ impl Encoder {
         varint::put_i64(out, dt_us);
         varint::put_i64(out, dtid);
         varint::put_i64(out, daddr);
+    }
+}
+
+/// A batch being encoded event by event, appended to a buffer (see
+/// [`crate::framing::FrameEncoder`], which wraps it in a frame).
+pub(crate) struct BatchEncoder<'a> {
+    encoder: &'a mut Encoder,
+    out: &'a mut Vec<u8>,
+    /// Where the element count goes, and the bytes left for it.
+    start: usize,
+    room: usize,
+    /// Elements so far, `NewStack`s included.
+    count: usize,
+}
+
+impl<'a> BatchEncoder<'a> {
+    /// Starts a batch at the end of `out`, leaving room for the element
+    /// count of about `expected` events (a wrong guess costs a shift of the
+    /// bytes at the end, never a wrong count).
+    pub(crate) fn begin(encoder: &'a mut Encoder, out: &'a mut Vec<u8>, expected: usize) -> Self {
+        let start = out.len();
+        let room = varint::len_u64(expected as u64);
+        out.resize(start + room, 0);
+        BatchEncoder {
+            encoder,
+            out,
+            start,
+            room,
+            count: 0,
+        }
+    }
+
+    /// Appends any event: the compact form of allocations and frees, bincode for the rest.
+    pub(crate) fn event(&mut self, event: &Event) {
+        match event {
+            Event::Alloc(a) => self.alloc(a),
+            Event::Free(f) => self.free(f),
+            other => {
+                self.count += 1;
+                self.out.push(FULL as u8);
+                bincode::serde::encode_into_std_write(other, &mut *self.out, config())
+                    .expect("writing to a Vec cannot fail");
+            }
+        }
+    }
+
+    /// Appends an allocation (declaring its stack first if it is new).
+    #[inline]
+    pub(crate) fn alloc(&mut self, a: &Alloc) {
+        let stack = self.encoder.stack_index(a.stack, self.out, &mut self.count);
+        let tag = match a.kind {
+            AllocKind::Malloc => MALLOC,
+            AllocKind::Calloc => CALLOC,
+            AllocKind::Realloc => REALLOC,
+            AllocKind::Aligned => ALIGNED,
+        };
+        self.count += 1;
+        self.out.push(tag as u8);
+        self.encoder.put_position(a.ts, a.tid, a.addr, self.out);
+        varint::put_u64(self.out, a.size);
+        varint::put_u64(self.out, a.usable_size.wrapping_sub(a.size));
+        varint::put_u64(self.out, u64::from(stack));
+    }
+
+    /// Appends a free.
+    #[inline]
+    pub(crate) fn free(&mut self, f: &Free) {
+        self.count += 1;
+        self.out
+            .push(if f.realloc { REALLOC_FREE } else { FREE } as u8);
+        self.encoder.put_position(f.ts, f.tid, f.addr, self.out);
+    }
+
+    /// Whether no event was appended yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Writes the element count in front of the batch; gives back the buffer.
+    pub(crate) fn finish(self) -> &'a mut Vec<u8> {
+        let (prefix, len) = varint::encode_u64(self.count as u64);
+        let start = self.start;
+        if len == self.room {
+            self.out[start..start + len].copy_from_slice(&prefix[..len]);
+        } else {
+            self.out
+                .splice(start..start + self.room, prefix[..len].iter().copied());
+        }
+        self.out
     }
 }
 

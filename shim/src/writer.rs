@@ -17,6 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
+use memshim_proto::framing::FrameEncoder;
 use memshim_proto::{
     Alloc, AllocKind, Encoder, End, EndReason, Event, Free, Mmap, Munmap, StackDef, Stats,
 };
@@ -93,7 +94,6 @@ impl Sink {
 pub struct Writer {
     sink: Sink,
     encoder: Encoder,
-    batch: Vec<Event>,
     buf: Vec<u8>,
     clock: TickConverter,
     last_stats: u64,
@@ -108,7 +108,6 @@ impl Writer {
         Writer {
             sink,
             encoder,
-            batch: Vec::new(),
             buf: Vec::with_capacity(16 * 1024),
             clock: TickConverter::new(),
             last_stats: 0,
@@ -120,37 +119,46 @@ impl Writer {
     /// Drains the rare events, the stack definitions and up to `max_events`
     /// events into one frame and writes it, with statistics when they are
     /// due (or the program waited for the queue) and the lost count when it
-    /// changed. Returns how many events it
-    /// drained.
+    /// changed. Returns how many events it drained.
     pub fn round(
         &mut self,
         ch: &Channel,
         max_events: usize,
         deadline: Option<u64>,
     ) -> io::Result<usize> {
-        self.clock.calibrate();
+        let Writer {
+            sink,
+            encoder,
+            buf,
+            clock,
+            last_stats,
+            lost_sent,
+            wait_sent,
+        } = self;
+        clock.calibrate();
         let now = clock::since_start_ns();
-        let drained = drain(ch, &self.clock, &mut self.batch, max_events);
+        buf.clear();
+        let expected = ch.events.len().min(max_events);
+        let mut frame = encoder.begin_frame(buf, expected);
+        let drained = drain(ch, clock, &mut frame, max_events);
         queue::drained();
         // Statistics are due every STATS_NS, and whenever the program has
         // waited for the queue since they were last sent: the report must
         // say so, even of a process that ends in the next instant.
         let waited = queue::wait_ns();
-        if now - self.last_stats >= STATS_NS || waited != self.wait_sent {
-            self.last_stats = now;
-            self.wait_sent = waited;
-            self.batch.push(Event::Stats(stats(now)));
+        if now - *last_stats >= STATS_NS || waited != *wait_sent {
+            *last_stats = now;
+            *wait_sent = waited;
+            frame.event(&Event::Stats(stats(now)));
         }
         let lost = queue::lost();
-        if lost != self.lost_sent {
-            self.lost_sent = lost;
-            self.batch.push(Event::Lost { count: lost });
+        if lost != *lost_sent {
+            *lost_sent = lost;
+            frame.event(&Event::Lost { count: lost });
         }
-        if !self.batch.is_empty() {
-            self.buf.clear();
-            self.encoder.encode_frame(&self.batch, &mut self.buf);
-            self.batch.clear();
-            self.sink.write_all(&self.buf, deadline)?;
+        if !frame.is_empty() {
+            frame.finish();
+            sink.write_all(buf, deadline)?;
         }
         Ok(drained)
     }
@@ -215,59 +223,83 @@ impl Drop for Held {
     }
 }
 
-/// Moves queued events into `batch`: the rare ones, the stack definitions,
-/// then up to `max_events` events. Returns how many of those it moved.
-fn drain(ch: &Channel, clock: &TickConverter, batch: &mut Vec<Event>, max_events: usize) -> usize {
+/// Encodes queued events into `frame`: the rare ones, the stack
+/// definitions, then up to `max_events` events. Returns how many of those
+/// it took.
+fn drain(
+    ch: &Channel,
+    clock: &TickConverter,
+    frame: &mut FrameEncoder<'_>,
+    max_events: usize,
+) -> usize {
     // Rare events first: frames of later events may point into new modules,
     // and a leak scan must precede the `End` queued after it.
     while let Some(event) = ch.rare.pop() {
-        batch.push(event);
+        frame.event(&event);
     }
     while let Some(rec) = ch.stacks.pop() {
-        batch.push(Event::Stack(StackDef {
+        frame.event(&Event::Stack(StackDef {
             id: rec.id,
             frames: rec.frames[..rec.len as usize].to_vec(),
         }));
     }
     let mut moved = 0;
     while moved < max_events {
-        match ch.events.pop() {
-            Some(raw) => batch.push(convert(raw, clock.since_start_ns(raw.ts))),
-            None => break,
-        }
+        let Some(raw) = ch.events.pop() else { break };
+        encode(raw, clock.since_start_ns(raw.ts), frame);
         moved += 1;
     }
     moved
 }
 
-/// The protocol event for `r`, which happened `ts` ns after the origin.
-fn convert(r: RawEvent, ts: u64) -> Event {
-    let alloc = |kind| {
-        Event::Alloc(Alloc {
-            ts,
-            tid: r.tid,
-            addr: r.addr,
-            size: r.size,
-            usable_size: r.aux,
-            stack: r.stack,
-            kind,
-        })
-    };
-    let free = |realloc| {
-        Event::Free(Free {
-            ts,
-            tid: r.tid,
-            addr: r.addr,
-            realloc,
-        })
-    };
+/// Encodes `r`, which happened `ts` ns after the origin: allocations and
+/// frees straight into their compact form, the rest through [`convert`].
+#[inline(always)]
+fn encode(r: RawEvent, ts: u64, frame: &mut FrameEncoder<'_>) {
     match r.kind {
-        RawKind::Malloc => alloc(AllocKind::Malloc),
-        RawKind::Calloc => alloc(AllocKind::Calloc),
-        RawKind::Realloc => alloc(AllocKind::Realloc),
-        RawKind::Aligned => alloc(AllocKind::Aligned),
-        RawKind::Free => free(false),
-        RawKind::ReallocFree => free(true),
+        RawKind::Malloc => frame.alloc(&alloc(r, ts, AllocKind::Malloc)),
+        RawKind::Calloc => frame.alloc(&alloc(r, ts, AllocKind::Calloc)),
+        RawKind::Realloc => frame.alloc(&alloc(r, ts, AllocKind::Realloc)),
+        RawKind::Aligned => frame.alloc(&alloc(r, ts, AllocKind::Aligned)),
+        RawKind::Free => frame.free(&free(r, ts, false)),
+        RawKind::ReallocFree => frame.free(&free(r, ts, true)),
+        _ => frame.event(&convert(r, ts)),
+    }
+}
+
+#[inline(always)]
+fn alloc(r: RawEvent, ts: u64, kind: AllocKind) -> Alloc {
+    Alloc {
+        ts,
+        tid: r.tid,
+        addr: r.addr,
+        size: r.size,
+        usable_size: r.aux,
+        stack: r.stack,
+        kind,
+    }
+}
+
+#[inline(always)]
+fn free(r: RawEvent, ts: u64, realloc: bool) -> Free {
+    Free {
+        ts,
+        tid: r.tid,
+        addr: r.addr,
+        realloc,
+    }
+}
+
+/// The protocol event for `r`, which happened `ts` ns after the origin.
+#[cold]
+fn convert(r: RawEvent, ts: u64) -> Event {
+    match r.kind {
+        RawKind::Malloc => Event::Alloc(alloc(r, ts, AllocKind::Malloc)),
+        RawKind::Calloc => Event::Alloc(alloc(r, ts, AllocKind::Calloc)),
+        RawKind::Realloc => Event::Alloc(alloc(r, ts, AllocKind::Realloc)),
+        RawKind::Aligned => Event::Alloc(alloc(r, ts, AllocKind::Aligned)),
+        RawKind::Free => Event::Free(free(r, ts, false)),
+        RawKind::ReallocFree => Event::Free(free(r, ts, true)),
         RawKind::ReallocFailed => Event::ReallocFailed {
             ts,
             tid: r.tid,
@@ -351,10 +383,9 @@ mod tests {
         ev
     }
 
-    /// One test, since the slot is global: ownership and what gets written.
-    #[test]
-    fn one_holder_at_a_time_writes_what_was_queued() {
-        let path = std::env::temp_dir().join(format!("memshim-writer-{}", std::process::id()));
+    /// An unlinked stream file with its header written, and a second handle to read it back.
+    fn stream_file(name: &str) -> (File, File) {
+        let path = std::env::temp_dir().join(format!("memshim-{name}-{}", std::process::id()));
         let mut file = File::options()
             .read(true)
             .write(true)
@@ -365,6 +396,24 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         file.write_all(&stream_header()).unwrap();
         let reader = file.try_clone().unwrap();
+        (file, reader)
+    }
+
+    /// Every event written to the stream `reader` reads.
+    fn read_events(mut reader: File) -> Vec<Event> {
+        reader.rewind().unwrap();
+        let mut frames = FrameReader::new(reader).unwrap();
+        let mut events = Vec::new();
+        while let Some(batch) = frames.next_batch().unwrap() {
+            events.extend(batch);
+        }
+        events
+    }
+
+    /// One test, since the slot is global: ownership and what gets written.
+    #[test]
+    fn one_holder_at_a_time_writes_what_was_queued() {
+        let (file, reader) = stream_file("writer");
         install(Writer::new(Sink::File(file), Encoder::default()));
 
         let mut held = take().expect("the installed writer");
@@ -385,16 +434,13 @@ mod tests {
         drop(held);
         assert!(take().is_some(), "a dropped hold puts the writer back");
 
-        let mut reader = reader;
-        reader.rewind().unwrap();
-        let mut frames = FrameReader::new(reader).unwrap();
-        let mut addrs = Vec::new();
-        while let Some(batch) = frames.next_batch().unwrap() {
-            addrs.extend(batch.into_iter().filter_map(|e| match e {
+        let addrs: Vec<u64> = read_events(reader)
+            .into_iter()
+            .filter_map(|e| match e {
                 Event::Alloc(a) => Some(a.addr),
                 _ => None,
-            }));
-        }
+            })
+            .collect();
         assert_eq!(addrs, (1..=40).map(|a| a * 16).collect::<Vec<_>>());
     }
 }
