@@ -99,6 +99,8 @@ pub struct Writer {
     last_stats: u64,
     lost_sent: u64,
     wait_sent: u64,
+    /// An `End` of exit was written: the stream is over.
+    exited: bool,
 }
 
 impl Writer {
@@ -113,6 +115,7 @@ impl Writer {
             last_stats: 0,
             lost_sent: 0,
             wait_sent: 0,
+            exited: false,
         }
     }
 
@@ -120,6 +123,10 @@ impl Writer {
     /// events into one frame and writes it, with statistics when they are
     /// due (or the program waited for the queue) and the lost count when it
     /// changed. Returns how many events it drained.
+    ///
+    /// The stream's `End` is its last event: the statistics go just before
+    /// it, and once the process has said it is exiting nothing more is
+    /// written (a `Stats` after `End` would read as a process that went on).
     pub fn round(
         &mut self,
         ch: &Channel,
@@ -134,13 +141,17 @@ impl Writer {
             last_stats,
             lost_sent,
             wait_sent,
+            exited,
         } = self;
+        if *exited {
+            return Ok(0);
+        }
         clock.calibrate();
         let now = clock::since_start_ns();
         buf.clear();
         let expected = ch.events.len().min(max_events);
         let mut frame = encoder.begin_frame(buf, expected);
-        let drained = drain(ch, clock, &mut frame, max_events);
+        let (drained, end) = drain(ch, clock, &mut frame, max_events);
         queue::drained();
         // Statistics are due every STATS_NS, and whenever the program has
         // waited for the queue since they were last sent: the report must
@@ -155,6 +166,10 @@ impl Writer {
         if lost != *lost_sent {
             *lost_sent = lost;
             frame.event(&Event::Lost { count: lost });
+        }
+        if let Some(end) = end {
+            *exited = end.kind == RawKind::EndExit;
+            frame.event(&convert(end, clock.since_start_ns(end.ts)));
         }
         if !frame.is_empty() {
             frame.finish();
@@ -224,14 +239,15 @@ impl Drop for Held {
 }
 
 /// Encodes queued events into `frame`: the rare ones, the stack
-/// definitions, then up to `max_events` events. Returns how many of those
-/// it took.
+/// definitions, then up to `max_events` events, stopping at an `End`, which
+/// it returns unencoded (the frame's statistics go before it). Returns how
+/// many events it took, the `End` included.
 fn drain(
     ch: &Channel,
     clock: &TickConverter,
     frame: &mut FrameEncoder<'_>,
     max_events: usize,
-) -> usize {
+) -> (usize, Option<RawEvent>) {
     // Rare events first: frames of later events may point into new modules,
     // and a leak scan must precede the `End` queued after it.
     while let Some(event) = ch.rare.pop() {
@@ -246,10 +262,13 @@ fn drain(
     let mut moved = 0;
     while moved < max_events {
         let Some(raw) = ch.events.pop() else { break };
-        encode(raw, clock.since_start_ns(raw.ts), frame);
         moved += 1;
+        if matches!(raw.kind, RawKind::EndExit | RawKind::EndExec) {
+            return (moved, Some(raw));
+        }
+        encode(raw, clock.since_start_ns(raw.ts), frame);
     }
-    moved
+    (moved, None)
 }
 
 /// Encodes `r`, which happened `ts` ns after the origin: allocations and
@@ -442,5 +461,39 @@ mod tests {
             })
             .collect();
         assert_eq!(addrs, (1..=40).map(|a| a * 16).collect::<Vec<_>>());
+    }
+
+    /// The statistics due with the last frame go before the `End`, and
+    /// nothing follows it (a reader would take the process for alive).
+    #[test]
+    fn the_end_of_an_exit_is_the_last_event_written() {
+        let (file, reader) = stream_file("end");
+        let mut writer = Writer::new(Sink::File(file), Encoder::default());
+        let ch = Channel {
+            events: ArrayQueue::new(8),
+            stacks: ArrayQueue::new(1),
+            rare: SegQueue::new(),
+        };
+        ch.events.push(malloc_event(0x40)).unwrap();
+        let mut end = RawEvent::simple(RawKind::EndExit, 1, 3);
+        end.aux = 1;
+        ch.events.push(end).unwrap();
+        ch.events.push(malloc_event(0x80)).unwrap();
+        // Statistics are due (as when the program waited for the queue).
+        writer.wait_sent = u64::MAX;
+        assert_eq!(writer.round(&ch, 8, None).unwrap(), 2);
+        writer.wait_sent = u64::MAX;
+        assert_eq!(writer.round(&ch, 8, None).unwrap(), 0);
+
+        let kinds: Vec<&str> = read_events(reader)
+            .iter()
+            .map(|e| match e {
+                Event::Alloc(_) => "alloc",
+                Event::Stats(_) => "stats",
+                Event::End(_) => "end",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["alloc", "stats", "end"]);
     }
 }

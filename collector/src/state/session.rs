@@ -215,8 +215,11 @@ impl Session {
 
     #[inline(never)]
     fn apply_other(&mut self, event: Event) -> Result<(), ProtocolError> {
-        // Any event after `End(Exec)` means the exec failed: the image goes on.
-        if !matches!(event, Event::End(_)) {
+        // Any event the program caused after `End(Exec)` means the exec
+        // failed: the image goes on. Statistics and the lost count are the
+        // shim's own bookkeeping (earlier shims could write them after the
+        // `End`): they say nothing about that.
+        if !matches!(event, Event::End(_) | Event::Stats(_) | Event::Lost { .. }) {
             self.end = None;
         }
         match event {

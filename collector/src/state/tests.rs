@@ -226,6 +226,25 @@ fn end_exec_followed_by_events_means_the_exec_failed() {
     assert_eq!(s.heap().live_bytes(), 16, "a cut stream keeps its live set");
 }
 
+/// Older shims could write a last `Stats` (or `Lost`) after the `End`,
+/// when the program had waited for the queue: the process still exited.
+#[test]
+fn statistics_after_the_end_do_not_undo_it() {
+    let stats = Event::Stats(Stats {
+        ts: 3,
+        rss_bytes: 4096,
+        heap_bytes: 0,
+        heap_in_use_bytes: 0,
+        queue_wait_ns: 5,
+    });
+    let mut s = run(vec![malloc(1, 0x10, 8, 1), end(2, EndReason::Exit(0))]);
+    s.apply(stats).unwrap();
+    s.apply(Event::Lost { count: 2 }).unwrap();
+    s.close();
+    assert_eq!(s.exit(), Exit::Code(0));
+    assert_eq!(s.counters().lost_events, 2);
+}
+
 #[test]
 fn stacks_may_be_defined_after_their_first_use() {
     let s = run(vec![
