@@ -7,17 +7,20 @@
 //! module's file in the background as soon as the module is announced
 //! ([`SymbolCache::warm`]), so that a report at the end does not start by
 //! decompressing and parsing debug information: on two cores, an idle one
-//! usually does it while the program runs.
+//! usually does it while the program runs. What was resolved in files with
+//! debug information is also kept on disk per build-id ([`disk`]), so that
+//! the next run does not parse them at all.
 //!
 //! Addresses outside every module are looked up in the process's
 //! `/tmp/perf-PID.map` ([`perfmap`]), read once per pid (again when it grew).
 //! Python frames are named from the code objects the process described
 //! ([`python`]).
 
+mod disk;
 pub mod perfmap;
 pub mod python;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -30,6 +33,7 @@ use memshim_proto::{Module, PythonFrame};
 
 use crate::report::Frame;
 use crate::state::modules::ModuleMap;
+use disk::DiskCache;
 use perfmap::PerfMap;
 
 /// File name of the shim, whose frames never belong in a report.
@@ -42,7 +46,7 @@ const UNKNOWN_FUNCTION: &str = "??";
 pub const JIT_MODULE: &str = "[jit]";
 
 /// What symbolizing one address inside a module gave (module-independent part).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Located {
     function: String,
     file: Option<String>,
@@ -65,6 +69,10 @@ struct CacheInner {
     addresses: HashMap<(FileKey, u64), Arc<[Located]>>,
     /// Perf maps by pid (`None`: no readable map).
     perf_maps: HashMap<u32, Option<Arc<PerfMap>>>,
+    /// Files whose saved results were looked for on disk, and whether there were any.
+    preloaded: HashMap<FileKey, bool>,
+    /// Files with results resolved since the last save to disk.
+    unsaved: HashSet<FileKey>,
 }
 
 /// Symbolization results shared across reports and threads, and the
@@ -78,6 +86,8 @@ pub struct SymbolCache {
     reports: AtomicUsize,
     /// Where [`SymbolCache::warm`] queues modules (`None`: no thread).
     warmer: OnceLock<Option<Sender<Module>>>,
+    /// Results saved by earlier runs ([`disk`]); `None` in tests and when turned off.
+    disk: Option<DiskCache>,
 }
 
 /// blazesym's symbolizer, made to move between threads.
@@ -102,6 +112,24 @@ impl std::fmt::Debug for Blaze {
 }
 
 impl SymbolCache {
+    /// A cache that also reads and saves results on disk, in the directory
+    /// the environment names ([`disk`]): what the commands use.
+    pub fn persistent() -> SymbolCache {
+        SymbolCache {
+            disk: DiskCache::from_env(),
+            ..SymbolCache::default()
+        }
+    }
+
+    /// A cache saving its results in `dir`.
+    #[cfg(test)]
+    pub(crate) fn saved_in(dir: &Path) -> SymbolCache {
+        SymbolCache {
+            disk: Some(DiskCache::at(dir)),
+            ..SymbolCache::default()
+        }
+    }
+
     /// The cache's contents. A panic elsewhere while it was held leaves the
     /// maps consistent (each update is one insert), so poisoning is ignored.
     fn lock(&self) -> MutexGuard<'_, CacheInner> {
@@ -138,18 +166,84 @@ impl SymbolCache {
 
     /// The functions, innermost first, at ELF address `vaddr` of `module`.
     fn locate(&self, module: &Module, vaddr: u64) -> Arc<[Located]> {
-        let file: FileKey = (module.path.clone(), module.build_id.clone());
-        let key = (file, vaddr);
+        let key = (file_key(module), vaddr);
         if let Some(hit) = self.lock().addresses.get(&key).cloned() {
             return hit;
         }
         let located: Arc<[Located]> = match self.file_status(&key.0) {
             FileStatus::Changed => Arc::new([named(CHANGED_ON_DISK)]),
             FileStatus::Unreadable => Arc::new([named(UNKNOWN_FUNCTION)]),
-            FileStatus::Usable => self.resolve(&module.path, vaddr).into(),
+            FileStatus::Usable => {
+                if self.preload(&key.0) {
+                    if let Some(hit) = self.lock().addresses.get(&key).cloned() {
+                        return hit;
+                    }
+                }
+                let located = self.resolve(&module.path, vaddr).into();
+                if self.disk.is_some() && !key.0 .1.is_empty() {
+                    self.lock().unsaved.insert(key.0.clone());
+                }
+                located
+            }
         };
         self.lock().addresses.insert(key, Arc::clone(&located));
         located
+    }
+
+    /// Reads the results earlier runs saved for `file` (once); returns
+    /// whether there were any.
+    fn preload(&self, file: &FileKey) -> bool {
+        let Some(disk) = &self.disk else {
+            return false;
+        };
+        if file.1.is_empty() {
+            return false;
+        }
+        if let Some(&found) = self.lock().preloaded.get(file) {
+            return found;
+        }
+        let saved = disk.load(&file.1);
+        let found = !saved.is_empty();
+        let mut inner = self.lock();
+        for (vaddr, located) in saved {
+            inner
+                .addresses
+                .entry((file.clone(), vaddr))
+                .or_insert_with(|| located.into());
+        }
+        inner.preloaded.insert(file.clone(), found);
+        found
+    }
+
+    /// Saves to disk what was resolved since the last save, for the files
+    /// whose debug information was found (some result has a line): the
+    /// others are cheap to look up again, and are looked up afresh once
+    /// their debug information is installed.
+    fn save_resolved(&self) {
+        let Some(disk) = &self.disk else {
+            return;
+        };
+        let by_file: Vec<(Vec<u8>, Vec<disk::Entry>)> = {
+            let mut inner = self.lock();
+            let unsaved = std::mem::take(&mut inner.unsaved);
+            let mut entries: HashMap<&FileKey, Vec<disk::Entry>> = HashMap::new();
+            for ((file, vaddr), located) in &inner.addresses {
+                if unsaved.contains(file) {
+                    entries
+                        .entry(file)
+                        .or_default()
+                        .push((*vaddr, located.to_vec()));
+                }
+            }
+            entries
+                .into_iter()
+                .filter(|(_, e)| e.iter().any(|(_, l)| l.iter().any(|l| l.line.is_some())))
+                .map(|(file, e)| (file.1.clone(), e))
+                .collect()
+        };
+        for (build_id, entries) in by_file {
+            disk.save(&build_id, entries);
+        }
     }
 
     fn file_status(&self, file: &FileKey) -> FileStatus {
@@ -210,10 +304,21 @@ fn warm_queued(cache: &Weak<SymbolCache>, queue: &Receiver<Module>) {
         while cache.reports.load(Ordering::Acquire) > 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Saved results make parsing the file unnecessary, until a report
+        // asks for an address they do not have.
+        let file = file_key(&module);
+        if cache.file_status(&file) == FileStatus::Usable && cache.preload(&file) {
+            continue;
+        }
         if let Some(code) = module.segments.iter().find(|s| s.executable) {
             cache.locate(&module, code.vaddr);
         }
     }
+}
+
+/// The key of `module`'s file: its path and build-id.
+fn file_key(module: &Module) -> FileKey {
+    (module.path.clone(), module.build_id.clone())
 }
 
 fn is_shim(path: &str) -> bool {
@@ -309,7 +414,9 @@ impl<'c> Symbolizer<'c> {
 }
 
 impl Drop for Symbolizer<'_> {
+    /// The report is done: saves what it resolved, and lets background parsing resume.
     fn drop(&mut self) {
+        self.cache.save_resolved();
         self.cache.reports.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -390,5 +497,89 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(cache.lock().files.len(), 1);
+    }
+
+    /// A function the tests look up by name: its lines are in this binary's DWARF.
+    #[no_mangle]
+    #[inline(never)]
+    extern "C" fn memshim_symbol_cache_marker() -> u32 {
+        std::hint::black_box(7)
+    }
+
+    /// This test binary as a module, with its build-id, and the ELF address of the marker.
+    fn marker_module() -> (Module, u64) {
+        let exe = std::env::current_exe().expect("test binary");
+        let build_id = blazesym::helper::read_elf_build_id(&exe)
+            .expect("readable")
+            .expect("linked with a build-id")
+            .into_owned();
+        let source =
+            blazesym::inspect::source::Source::Elf(blazesym::inspect::source::Elf::new(&exe));
+        let inspector = blazesym::inspect::Inspector::new();
+        let found = inspector
+            .lookup(&source, &["memshim_symbol_cache_marker"])
+            .expect("looked up");
+        let vaddr = found[0].first().expect("marker symbol").addr;
+        let module = Module {
+            ts: 0,
+            path: exe.display().to_string(),
+            base: 0,
+            segments: vec![Segment {
+                vaddr: 0x1000,
+                memsz: 0x1000,
+                file_offset: 0x1000,
+                executable: true,
+            }],
+            build_id,
+        };
+        (module, vaddr + 1)
+    }
+
+    #[test]
+    fn resolved_lines_are_saved_and_later_read_back_without_parsing() {
+        assert_eq!(memshim_symbol_cache_marker(), 7);
+        let dir = tempfile::tempdir().unwrap();
+        let (module, vaddr) = marker_module();
+
+        let first = Arc::new(SymbolCache::saved_in(dir.path()));
+        let located = first.locate(&module, vaddr);
+        assert_eq!(
+            located.last().unwrap().function,
+            "memshim_symbol_cache_marker"
+        );
+        assert!(located.last().unwrap().line.is_some(), "{located:?}");
+        drop(Symbolizer::new(&first));
+
+        let second = Arc::new(SymbolCache::saved_in(dir.path()));
+        // Warming finds the saved results: nothing to parse.
+        second.warm(&module);
+        let file = file_key(&module);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !second.lock().preloaded.contains_key(&file) {
+            assert!(Instant::now() < deadline, "never preloaded");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(second.locate(&module, vaddr), located);
+        assert!(
+            second.blaze.lock().unwrap().0.is_none(),
+            "the file was parsed"
+        );
+    }
+
+    #[test]
+    fn files_without_lines_are_not_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SymbolCache::saved_in(dir.path());
+        let file: FileKey = ("/lib/stripped.so".into(), vec![0xab, 0xcd]);
+        {
+            let mut inner = cache.lock();
+            inner
+                .addresses
+                .insert((file.clone(), 0x40), Arc::new([named("f")]));
+            inner.unsaved.insert(file.clone());
+        }
+        cache.save_resolved();
+        assert!(DiskCache::at(dir.path()).load(&file.1).is_empty());
+        assert!(cache.lock().unsaved.is_empty());
     }
 }

@@ -67,7 +67,7 @@ pub fn report(args: ReportArgs) -> Result<i32, Failure> {
 /// parsed meanwhile.
 pub fn offline(traces: &[PathBuf], options: &ReportOptions) -> Result<Report, Failure> {
     let registry = Registry::default();
-    let symbols = Arc::new(SymbolCache::default());
+    let symbols = Arc::new(SymbolCache::persistent());
     let results: Vec<(PathBuf, Result<(), String>)> = thread::scope(|scope| {
         let workers: Vec<_> = traces
             .iter()

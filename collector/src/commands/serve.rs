@@ -20,7 +20,7 @@ pub fn serve(args: ServeArgs) -> Result<i32, Failure> {
     let server = Server::bind(
         &path,
         Arc::new(Registry::default()),
-        Arc::new(SymbolCache::default()),
+        Arc::new(SymbolCache::persistent()),
         args.data_dir,
     )?;
     let stop = Stop::new()

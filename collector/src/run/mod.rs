@@ -67,7 +67,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let dir =
         PrivateDir::create().map_err(|e| format!("cannot create a private directory: {e}"))?;
     let registry = Arc::new(Registry::default());
-    let cache = Arc::new(SymbolCache::default());
+    let cache = Arc::new(SymbolCache::persistent());
     let server = Arc::new(Server::bind(
         &dir.path().join("collector.sock"),
         Arc::clone(&registry),
