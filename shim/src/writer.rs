@@ -124,9 +124,10 @@ impl Writer {
     /// due (or the program waited for the queue) and the lost count when it
     /// changed. Returns how many events it drained.
     ///
-    /// The stream's `End` is its last event: the statistics go just before
-    /// it, and once the process has said it is exiting nothing more is
-    /// written (a `Stats` after `End` would read as a process that went on).
+    /// The stream's `End` is its last event: the stack definitions and
+    /// statistics queued with it go just before it, and once the process
+    /// has said it is exiting nothing more is written (a `Stats` after
+    /// `End` would read as a process that went on).
     pub fn round(
         &mut self,
         ch: &Channel,
@@ -144,6 +145,7 @@ impl Writer {
             exited,
         } = self;
         if *exited {
+            discard(ch);
             return Ok(0);
         }
         clock.calibrate();
@@ -248,8 +250,26 @@ fn drain(
     frame: &mut FrameEncoder<'_>,
     max_events: usize,
 ) -> (usize, Option<RawEvent>) {
-    // Rare events first: frames of later events may point into new modules,
-    // and a leak scan must precede the `End` queued after it.
+    drain_definitions(ch, frame);
+    let mut moved = 0;
+    while moved < max_events {
+        let Some(raw) = ch.events.pop() else { break };
+        moved += 1;
+        if matches!(raw.kind, RawKind::EndExit | RawKind::EndExec) {
+            // Definitions queued while this round took events (a stack is
+            // queued before the event that uses it) go before the `End`.
+            drain_definitions(ch, frame);
+            return (moved, Some(raw));
+        }
+        encode(raw, clock.since_start_ns(raw.ts), frame);
+    }
+    (moved, None)
+}
+
+/// Encodes the queued rare events and stack definitions. Rare events come
+/// before the events of the round: frames of later events may point into
+/// new modules, and a leak scan must precede the `End` queued after it.
+fn drain_definitions(ch: &Channel, frame: &mut FrameEncoder<'_>) {
     while let Some(event) = ch.rare.pop() {
         frame.event(&event);
     }
@@ -259,16 +279,15 @@ fn drain(
             frames: rec.frames[..rec.len as usize].to_vec(),
         }));
     }
-    let mut moved = 0;
-    while moved < max_events {
-        let Some(raw) = ch.events.pop() else { break };
-        moved += 1;
-        if matches!(raw.kind, RawKind::EndExit | RawKind::EndExec) {
-            return (moved, Some(raw));
-        }
-        encode(raw, clock.since_start_ns(raw.ts), frame);
-    }
-    (moved, None)
+}
+
+/// Empties the queues without writing: what other threads queue after the
+/// `End` of an exit (a thread still running while the process exits)
+/// cannot be told any more.
+fn discard(ch: &Channel) {
+    while ch.rare.pop().is_some() {}
+    while ch.stacks.pop().is_some() {}
+    while ch.events.pop().is_some() {}
 }
 
 /// Encodes `r`, which happened `ts` ns after the origin: allocations and
@@ -395,6 +414,8 @@ mod tests {
     use memshim_proto::framing::{stream_header, FrameReader};
 
     use super::*;
+    use crate::queue::StackRecord;
+    use crate::stack::MAX_FRAMES;
 
     fn malloc_event(addr: u64) -> RawEvent {
         let mut ev = RawEvent::simple(RawKind::Malloc, 1, addr);
@@ -484,6 +505,7 @@ mod tests {
         assert_eq!(writer.round(&ch, 8, None).unwrap(), 2);
         writer.wait_sent = u64::MAX;
         assert_eq!(writer.round(&ch, 8, None).unwrap(), 0);
+        assert!(ch.events.is_empty(), "what came after the End is dropped");
 
         let kinds: Vec<&str> = read_events(reader)
             .iter()
@@ -495,5 +517,61 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["alloc", "stats", "end"]);
+    }
+
+    /// A stack is queued just before the event that uses it, by another
+    /// thread, possibly while a round takes events: when that round meets
+    /// the `End`, the definition must still be written, and before it.
+    #[test]
+    fn definitions_queued_during_the_last_round_precede_the_end() {
+        const STACKS: u64 = 2000;
+        for _ in 0..200 {
+            let (file, reader) = stream_file("race");
+            let mut writer = Writer::new(Sink::File(file), Encoder::default());
+            // Room for everything: rounds overlap the producer's pushes.
+            let ch = Channel {
+                events: ArrayQueue::new(4096),
+                stacks: ArrayQueue::new(4096),
+                rare: SegQueue::new(),
+            };
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    for id in 1..=STACKS {
+                        let mut rec = StackRecord {
+                            id,
+                            len: 1,
+                            frames: [0; MAX_FRAMES],
+                        };
+                        rec.frames[0] = 0x1000 + id;
+                        while let Err(back) = ch.stacks.push(rec) {
+                            rec = back;
+                        }
+                        let mut ev = malloc_event(id * 16);
+                        ev.stack = id;
+                        while ch.events.push(ev).is_err() {}
+                    }
+                    let mut end = RawEvent::simple(RawKind::EndExit, 1, 0);
+                    end.aux = 1;
+                    while ch.events.push(end).is_err() {}
+                });
+                while !writer.exited {
+                    writer.round(&ch, BATCH_EVENTS, None).unwrap();
+                }
+            });
+            let events = read_events(reader);
+            assert!(matches!(events.last(), Some(Event::End(_))));
+            let defined: Vec<u64> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Stack(s) => Some(s.id),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                defined,
+                (1..=STACKS).collect::<Vec<u64>>(),
+                "every stack, before the End"
+            );
+        }
     }
 }
