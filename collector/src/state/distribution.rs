@@ -98,8 +98,15 @@ impl Distribution {
                 counts,
             } => {
                 let used = usize::from(*len);
-                if let Some(i) = values[..used].iter().position(|&v| v == value) {
-                    counts[i] += n;
+                // All slots compared at once, without a branch per slot: a
+                // site's sizes come in no order a predictor could learn.
+                let mut hits = 0u32;
+                for (i, &v) in values.iter().enumerate() {
+                    hits |= u32::from(v == value) << i;
+                }
+                hits &= (1u32 << used) - 1;
+                if hits != 0 {
+                    counts[hits.trailing_zeros() as usize] += n;
                 } else if used < EXACT_SLOTS {
                     values[used] = value;
                     counts[used] = n;
