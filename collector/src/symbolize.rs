@@ -466,10 +466,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn warming_parses_in_the_background_but_never_during_a_report() {
-        let exe = std::env::current_exe().expect("test binary");
-        let module = Module {
+    /// The test binary `exe` as a module with one code segment at 0x1000.
+    fn test_binary(exe: &Path, build_id: Vec<u8>) -> Module {
+        Module {
             ts: 0,
             path: exe.display().to_string(),
             base: 0,
@@ -479,8 +478,14 @@ mod tests {
                 file_offset: 0x1000,
                 executable: true,
             }],
-            build_id: vec![],
-        };
+            build_id,
+        }
+    }
+
+    #[test]
+    fn warming_parses_in_the_background_but_never_during_a_report() {
+        let exe = std::env::current_exe().expect("test binary");
+        let module = test_binary(&exe, vec![]);
         let key = ((module.path.clone(), vec![]), 0x1000);
         let cache = Arc::new(SymbolCache::default());
         let report = Symbolizer::new(&cache);
@@ -520,19 +525,7 @@ mod tests {
             .lookup(&source, &["memshim_symbol_cache_marker"])
             .expect("looked up");
         let vaddr = found[0].first().expect("marker symbol").addr;
-        let module = Module {
-            ts: 0,
-            path: exe.display().to_string(),
-            base: 0,
-            segments: vec![Segment {
-                vaddr: 0x1000,
-                memsz: 0x1000,
-                file_offset: 0x1000,
-                executable: true,
-            }],
-            build_id,
-        };
-        (module, vaddr + 1)
+        (test_binary(&exe, build_id), vaddr + 1)
     }
 
     #[test]

@@ -423,6 +423,15 @@ mod tests {
         ev
     }
 
+    /// Queues with room for `events` events and `stacks` stack definitions.
+    fn channel(events: usize, stacks: usize) -> Channel {
+        Channel {
+            events: ArrayQueue::new(events),
+            stacks: ArrayQueue::new(stacks),
+            rare: SegQueue::new(),
+        }
+    }
+
     /// An unlinked stream file with its header written, and a second handle to read it back.
     fn stream_file(name: &str) -> (File, File) {
         let path = std::env::temp_dir().join(format!("memshim-{name}-{}", std::process::id()));
@@ -459,11 +468,7 @@ mod tests {
         let mut held = take().expect("the installed writer");
         assert!(take().is_none(), "a held writer is not handed out twice");
 
-        let ch = Channel {
-            events: ArrayQueue::new(64),
-            stacks: ArrayQueue::new(4),
-            rare: SegQueue::new(),
-        };
+        let ch = channel(64, 4);
         for addr in 1..=40 {
             ch.events.push(malloc_event(addr * 16)).unwrap();
         }
@@ -490,11 +495,7 @@ mod tests {
     fn the_end_of_an_exit_is_the_last_event_written() {
         let (file, reader) = stream_file("end");
         let mut writer = Writer::new(Sink::File(file), Encoder::default());
-        let ch = Channel {
-            events: ArrayQueue::new(8),
-            stacks: ArrayQueue::new(1),
-            rare: SegQueue::new(),
-        };
+        let ch = channel(8, 1);
         ch.events.push(malloc_event(0x40)).unwrap();
         let mut end = RawEvent::simple(RawKind::EndExit, 1, 3);
         end.aux = 1;
@@ -529,11 +530,7 @@ mod tests {
             let (file, reader) = stream_file("race");
             let mut writer = Writer::new(Sink::File(file), Encoder::default());
             // Room for everything: rounds overlap the producer's pushes.
-            let ch = Channel {
-                events: ArrayQueue::new(4096),
-                stacks: ArrayQueue::new(4096),
-                rare: SegQueue::new(),
-            };
+            let ch = channel(4096, 4096);
             std::thread::scope(|scope| {
                 scope.spawn(|| {
                     for id in 1..=STACKS {
