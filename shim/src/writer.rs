@@ -305,6 +305,7 @@ fn encode(r: RawEvent, ts: u64, frame: &mut FrameEncoder<'_>) {
     }
 }
 
+/// The allocation `r` records, of `kind`.
 #[inline(always)]
 fn alloc(r: RawEvent, ts: u64, kind: AllocKind) -> Alloc {
     Alloc {
@@ -318,6 +319,7 @@ fn alloc(r: RawEvent, ts: u64, kind: AllocKind) -> Alloc {
     }
 }
 
+/// The release `r` records (by `realloc` if `realloc`).
 #[inline(always)]
 fn free(r: RawEvent, ts: u64, realloc: bool) -> Free {
     Free {
