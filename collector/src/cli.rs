@@ -12,7 +12,14 @@ use crate::leakcheck::gates::{parse_size, LeakLevel};
 /// Profiles dynamically linked programs through LD_PRELOAD (no recompilation),
 /// collects their event streams, symbolizes and reports.
 #[derive(Debug, Parser)]
-#[command(name = "memcollect", version, propagate_version = true)]
+#[command(
+    name = "memcollect",
+    version,
+    propagate_version = true,
+    after_long_help = "Environment: MEMSHIM_SYMBOL_CACHE=DIR keeps what was symbolized from \
+debug information, per build-id, for later runs (default $XDG_CACHE_HOME/memshim/symbols, \
+else ~/.cache/memshim/symbols; `off` turns it off)."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
