@@ -29,7 +29,9 @@ use super::Located;
 
 /// The variable that sets the cache directory, or turns the cache off.
 pub const ENV_SYMBOL_CACHE: &str = "MEMSHIM_SYMBOL_CACHE";
-/// Version of the file layout; files of another version are ignored.
+/// Version of the files: bump it (and [`EXTENSION`]) when their layout or
+/// the way a result is computed changes (another symbolizer, other
+/// demangling); files of another version are ignored.
 const FORMAT: u32 = 1;
 /// Extension of the cache files (of this [`FORMAT`]).
 const EXTENSION: &str = "syms1";
