@@ -8,7 +8,7 @@
 //! ([`SymbolCache::warm`]), so that a report at the end does not start by
 //! decompressing and parsing debug information: on two cores, an idle one
 //! usually does it while the program runs. What was resolved in files with
-//! debug information is also kept on disk per build-id ([`disk`]), so that
+//! debug information is also kept on disk per build-id (`symbolize/disk.rs`), so that
 //! the next run does not parse them at all.
 //!
 //! Addresses outside every module are looked up in the process's
@@ -86,7 +86,7 @@ pub struct SymbolCache {
     reports: AtomicUsize,
     /// Where [`SymbolCache::warm`] queues modules (`None`: no thread).
     warmer: OnceLock<Option<Sender<Module>>>,
-    /// Results saved by earlier runs ([`disk`]); `None` in tests and when turned off.
+    /// Results saved by earlier runs (`symbolize/disk.rs`); `None` in tests and when turned off.
     disk: Option<DiskCache>,
 }
 
@@ -113,7 +113,7 @@ impl std::fmt::Debug for Blaze {
 
 impl SymbolCache {
     /// A cache that also reads and saves results on disk, in the directory
-    /// the environment names ([`disk`]): what the commands use.
+    /// the environment names (`symbolize/disk.rs`): what the commands use.
     pub fn persistent() -> SymbolCache {
         SymbolCache {
             disk: DiskCache::from_env(),

@@ -2,7 +2,7 @@
 //! gates, the JUnit report, and the selection of processes (`--only`).
 //!
 //! * [`suppressions`]: the suppressions file format, the default set, generated suppressions.
-//! * [`gates`]: `--fail-on-leak`, `--max-leak`, `--max-peak` and their messages.
+//! * [`gates`](mod@gates): `--fail-on-leak`, `--max-leak`, `--max-peak` and their messages.
 //! * [`junit`]: the JUnit XML report.
 //! * [`select`]: `--only PATTERN`, and which processes are short-lived helpers.
 

@@ -11,10 +11,10 @@
 //!   that does not fit is kept whole in a small side map: nothing is lost.
 //! * Sharding: a hash table doubles when it grows, and for a moment holds
 //!   both its old and new arrays; right after, it is less than half full.
-//!   The set is split into [`SHARDS`] tables chosen by address hash, each
-//!   growing on its own, so that moment costs a 1/[`SHARDS`] of the set
+//!   The set is split into `SHARDS` tables chosen by address hash, each
+//!   growing on its own, so that moment costs a 1/`SHARDS` of the set
 //!   instead of one and a half times it. Shard `i` takes a share of the
-//!   blocks proportional to 2^(i/[`SHARDS`]): the shards' fill levels are
+//!   blocks proportional to 2^(i/`SHARDS`): the shards' fill levels are
 //!   then spread evenly over a doubling whatever the number of blocks, and
 //!   the set costs about 25 × 8/7 / ln 2 ≈ 41 bytes a block (24 of entry, 1
 //!   of control byte, 7/8 the most a table fills) instead of anything between
