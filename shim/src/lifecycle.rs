@@ -84,6 +84,10 @@ fn init() {
             recorder::start(config.stack_depth, seen, sampled);
         }
     }
+    if !recorder::is_recording() {
+        // Disabled, or set-up failed: every call goes straight through.
+        recorder::stop();
+    }
     INIT.store(INIT_DONE, Ordering::Release);
 }
 

@@ -16,7 +16,7 @@ use crate::lifecycle;
 use crate::python;
 use crate::queue::{self, Channel, RawEvent, RawKind, StackRecord};
 use crate::real;
-use crate::sampled_set::{Membership, SampledSet};
+use crate::sampled_set::{self, Membership, SampledSet};
 use crate::sampler;
 use crate::stack::{self, Frames, SeenSet, MAX_FRAMES};
 use crate::thread_state::Guard;
@@ -36,9 +36,13 @@ pub fn start(depth: usize, seen: SeenSet, sampled: Option<SampledSet>) {
     RECORDING.store(true, Ordering::Release);
 }
 
-/// Stops recording for good (no collector, or the process is ending).
+/// Stops recording for good (disabled, no collector, or the process is
+/// ending). From then on every hooked call takes its fast path straight to
+/// the real function: a shim that records nothing must cost next to nothing.
 pub fn stop() {
     RECORDING.store(false, Ordering::Release);
+    sampler::sample_nothing();
+    sampled_set::no_frees_to_record();
 }
 
 /// Whether hooked calls are being recorded.
@@ -269,4 +273,27 @@ pub fn end(kind: RawKind, exit_code: Option<i32>) -> bool {
     }
     queue::push(rec.channel, ev);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Once nothing is recorded (this test process's own hooks found no
+    /// collector at start-up; `stop` again to be sure), every call takes the
+    /// fast path: allocations skip sampling and frees skip the set.
+    #[test]
+    fn a_shim_that_records_nothing_lets_every_call_through() {
+        stop();
+        std::thread::spawn(|| {
+            // A thread's first call draws its countdown, on the slow path.
+            // SAFETY: a plain allocation, freed at once.
+            unsafe { libc::free(libc::malloc(64)) };
+            assert!(sampler::skip(64));
+            assert!(sampler::skip(1 << 30), "however large");
+            assert!(sampled_set::surely_unsampled(0x5555_0000_1230));
+        })
+        .join()
+        .unwrap();
+    }
 }

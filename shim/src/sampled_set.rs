@@ -56,8 +56,19 @@ static GLOBAL: AtomicPtr<SampledSet> = AtomicPtr::new(std::ptr::null_mut());
 /// every `free` than going through [`GLOBAL`].
 static GLOBAL_COUNTS: AtomicPtr<AtomicU8> = AtomicPtr::new(std::ptr::null_mut());
 
+/// Counts that say "no sampled block anywhere": see [`no_frees_to_record`].
+static NO_SAMPLES: [AtomicU8; BUCKETS] = [const { AtomicU8::new(0) }; BUCKETS];
+
+/// Makes [`surely_unsampled`] true for every address: for when nothing is
+/// recorded any more, so that every `free` takes its fast path. The set
+/// itself, if any, stays installed (a thread may be using it).
+pub fn no_frees_to_record() {
+    GLOBAL_COUNTS.store(NO_SAMPLES.as_ptr().cast_mut(), Ordering::Release);
+}
+
 /// The fast test of `free`: true if sampling is on and `addr` is surely not
-/// a sampled block (its bucket is empty). False in exact mode.
+/// a sampled block (its bucket is empty), or if nothing is recorded any
+/// more. False in exact mode.
 #[inline(always)]
 pub fn surely_unsampled(addr: u64) -> bool {
     let counts = GLOBAL_COUNTS.load(Ordering::Acquire);

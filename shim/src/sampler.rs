@@ -29,7 +29,15 @@ pub fn configure(mean: u64, seed: u64) {
     SEED.store(seed, Ordering::Relaxed);
 }
 
-/// Whether sampling is on.
+/// Places no sample point ever again, so that [`skip`] lets every call
+/// through (after a thread's first call, which draws its countdown): for
+/// when nothing is recorded any more.
+pub fn sample_nothing() {
+    MEAN.store(u64::MAX, Ordering::Relaxed);
+}
+
+/// Whether sampling is on (also once [`sample_nothing`] was called: then no
+/// call is recorded at all).
 pub fn enabled() -> bool {
     MEAN.load(Ordering::Relaxed) != 0
 }
