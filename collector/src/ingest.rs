@@ -201,18 +201,7 @@ mod tests {
     fn announced_modules_are_parsed_in_the_background() {
         let exe = std::env::current_exe().expect("test binary");
         let path = exe.display().to_string();
-        let hello = Event::Hello(Hello {
-            pid: 5,
-            ppid: 1,
-            forked_from: None,
-            exe: path.clone(),
-            argv: vec!["t".into()],
-            start_unix_ns: 0,
-            start_mono_ns: 0,
-            sample_bytes: 0,
-            stack_depth: 64,
-            shim_version: "test".into(),
-        });
+        let hello = Event::Hello(crate::state::tests::hello(5, None));
         let module = Event::Module(Module {
             ts: 1,
             path: path.clone(),
