@@ -26,6 +26,7 @@ mod announce;
 mod bootstrap;
 mod clock;
 mod config;
+mod descriptors;
 mod hooks;
 mod leakscan;
 mod lifecycle;

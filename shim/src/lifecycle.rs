@@ -9,6 +9,7 @@
 //!   before `exec`, the stream is flushed so that nothing is lost: by the
 //!   exiting thread itself unless the sender is mid-round.
 
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -24,7 +25,7 @@ use crate::sender;
 use crate::stack::{self, SeenSet};
 use crate::thread_state::{self, Guard};
 use crate::writer::Sink;
-use crate::{announce, clock, leakscan, modules, real, recorder, trace_file};
+use crate::{announce, clock, descriptors, leakscan, modules, real, recorder, trace_file};
 
 const INIT_NONE: u8 = 0;
 const INIT_RUNNING: u8 = 1;
@@ -129,10 +130,10 @@ fn start_stream(forked_from: Option<u32>) {
     let hello = hello(forked_from, config);
     STREAM_PID.store(hello.pid, Ordering::Release);
     let sink = match UnixStream::connect(&config.socket) {
-        Ok(s) => Some(Sink::Socket(s)),
+        Ok(s) => Some(Sink::Socket(adopted(s))),
         Err(connect_err) => match config.output_path(hello.pid) {
             Some(path) => match trace_file::open(&path, hello.pid) {
-                Ok(f) => Some(Sink::File(f)),
+                Ok(f) => Some(Sink::File(adopted(f))),
                 Err(e) => {
                     crate::warn(&format!(
                         "cannot write trace file {}: {e}; not recording",
@@ -154,6 +155,13 @@ fn start_stream(forked_from: Option<u32>) {
     if !sink.is_some_and(|sink| sender::start(sink, hello)) {
         recorder::stop();
     }
+}
+
+/// `sink` moved to the shim's own high descriptor number ([`descriptors`]).
+fn adopted<T: IntoRawFd + FromRawFd>(sink: T) -> T {
+    let fd = descriptors::adopt(sink.into_raw_fd(), descriptors::SINK);
+    // SAFETY: `adopt` returns a descriptor that replaces the one `sink` owned.
+    unsafe { T::from_raw_fd(fd) }
 }
 
 fn hello(forked_from: Option<u32>, config: &Config) -> Hello {
@@ -186,6 +194,7 @@ fn hello(forked_from: Option<u32>, config: &Config) -> Hello {
 /// clock and stack table; the stream itself waits for the first event.
 pub fn after_fork_child(parent: u32) {
     thread_state::forget_tid();
+    descriptors::release_after_fork();
     if !recorder::is_recording() {
         return;
     }

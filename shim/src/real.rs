@@ -1,11 +1,11 @@
-//! The real allocation functions, found with `dlsym(RTLD_NEXT, …)`.
+//! The real functions the shim forwards to, found with `dlsym(RTLD_NEXT, …)`.
 //!
 //! `RTLD_NEXT` (rather than glibc's `__libc_malloc`) keeps whatever allocator
 //! the program would have used without the shim, jemalloc or tcmalloc included.
 //! Resolution happens on first use, possibly before the shim's constructor; calls
 //! made by `dlsym` itself while it runs are served by [`crate::bootstrap`].
 
-use std::ffi::{c_int, c_void, CStr};
+use std::ffi::{c_int, c_uint, c_void, CStr};
 use std::sync::OnceLock;
 
 use libc::{off_t, size_t};
@@ -38,6 +38,16 @@ pub struct RealFns {
     pub libc_start_main: Option<LibcStartMain>,
     /// `dlclose(3)` (in libdl before glibc 2.34, hence optional).
     pub dlclose: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+    /// `close(2)`.
+    pub close: unsafe extern "C" fn(c_int) -> c_int,
+    /// `close_range(2)` (glibc 2.34 and later).
+    pub close_range: Option<unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int>,
+    /// `closefrom(3)` (glibc 2.34 and later).
+    pub closefrom: Option<unsafe extern "C" fn(c_int)>,
+    /// `dup2(2)`.
+    pub dup2: unsafe extern "C" fn(c_int, c_int) -> c_int,
+    /// `dup3(2)` (glibc 2.9 and later).
+    pub dup3: Option<unsafe extern "C" fn(c_int, c_int, c_int) -> c_int>,
 }
 
 /// `execve`/`execvpe`: path, argv, envp.
@@ -147,6 +157,11 @@ fn resolve() -> RealFns {
         execvpe: required!(c"execvpe"),
         libc_start_main: optional!(c"__libc_start_main"),
         dlclose: optional!(c"dlclose"),
+        close: required!(c"close"),
+        close_range: optional!(c"close_range"),
+        closefrom: optional!(c"closefrom"),
+        dup2: required!(c"dup2"),
+        dup3: optional!(c"dup3"),
     }
 }
 

@@ -8,7 +8,7 @@
 //! threads could hold (see `announce`).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use memshim_proto::framing::stream_header;
@@ -16,9 +16,10 @@ use memshim_proto::{Encoder, Event, Hello};
 
 use crate::modules::ModuleTracker;
 use crate::queue;
+use crate::thread_state::Guard;
 use crate::wake::Doorbell;
 use crate::writer::{self, Sink, Writer, BATCH_EVENTS};
-use crate::{announce, clock, recorder, threads};
+use crate::{announce, clock, descriptors, recorder, threads};
 
 const NONE: u8 = 0;
 const LIVE: u8 = 1;
@@ -31,8 +32,6 @@ static FLUSHED: AtomicU64 = AtomicU64::new(0);
 static DOORBELL: Doorbell = Doorbell::new();
 /// Rung when a flush is done, for the thread waiting in [`flush`].
 static FLUSH_DONE: Doorbell = Doorbell::new();
-/// A duplicate of the collector socket, for reading its replies (-1: none).
-static REPLY_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// How long an idle sender sleeps: the latency of a lone event. A flush
 /// request or a producer finding a queue filling up wakes it at once.
@@ -47,7 +46,6 @@ pub fn is_live() -> bool {
 /// Forgets the parent's sender in a forked child (the thread does not exist there).
 pub fn reset_after_fork() {
     STATE.store(NONE, Ordering::Relaxed);
-    REPLY_FD.store(-1, Ordering::Relaxed);
     FLUSH_REQUESTED.store(0, Ordering::Relaxed);
     FLUSHED.store(0, Ordering::Relaxed);
 }
@@ -65,12 +63,18 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
     let mut buf = stream_header().to_vec();
     encoder.encode_frame(&batch, &mut buf);
     if sink.write_all(&buf, None).is_err() {
+        // Closed here: dropping the sink would go through the `close`
+        // hook, which refuses the shim's own descriptors.
+        std::mem::forget(sink);
+        descriptors::release(descriptors::SINK);
         return false;
     }
     if let Sink::Socket(s) = &sink {
         // SAFETY: duplicating a valid descriptor, close-on-exec.
         let fd = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        REPLY_FD.store(fd, Ordering::Release);
+        if fd >= 0 {
+            descriptors::adopt(fd, descriptors::REPLY);
+        }
     }
     sink.bound_sends();
     announce::begin(modules);
@@ -140,8 +144,7 @@ pub fn wake() {
 /// A descriptor on which the collector's replies can be read, if the stream
 /// goes to a collector (a trace file has no one to answer).
 pub fn reply_fd() -> Option<i32> {
-    let fd = REPLY_FD.load(Ordering::Acquire);
-    (fd >= 0 && is_live()).then_some(fd)
+    descriptors::get(descriptors::REPLY).filter(|_| is_live())
 }
 
 /// Returns once everything queued before this call has been written, the
@@ -171,4 +174,24 @@ pub fn flush(timeout: Duration) {
         || FLUSHED.load(Ordering::Acquire) >= request || !is_live(),
         timeout,
     );
+}
+
+/// Moves the shim's descriptor `fd` to another number, so that the
+/// program's `dup2`/`dup3` onto `fd` can have it. The stream's own
+/// descriptor is moved by whoever holds the writer, never under a round in
+/// progress: this waits for the writer.
+pub fn vacate_descriptor(fd: i32) {
+    let Some(_guard) = Guard::enter() else { return };
+    descriptors::vacate(fd, |role| {
+        if role != descriptors::SINK {
+            return descriptors::relocated(fd);
+        }
+        loop {
+            if let Some(mut writer) = writer::take() {
+                return writer.relocate_sink();
+            }
+            // SAFETY: a plain sleep.
+            unsafe { libc::usleep(1000) };
+        }
+    });
 }

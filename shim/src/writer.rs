@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::ops::{Deref, DerefMut};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use memshim_proto::{
 };
 
 use crate::clock::{self, TickConverter};
+use crate::descriptors;
 use crate::queue::{self, Channel, RawEvent, RawKind};
 
 /// Most events in one frame.
@@ -40,6 +41,9 @@ pub enum Sink {
     Socket(UnixStream),
     /// A trace file (`MEMSHIM_OUTPUT`).
     File(File),
+    /// None: the program took the descriptor's number and no other was
+    /// free (see [`Writer::relocate_sink`]).
+    Gone,
 }
 
 impl Sink {
@@ -85,6 +89,16 @@ impl Sink {
                 Ok(())
             }
             Sink::File(f) => f.write_all(bytes),
+            Sink::Gone => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+
+    /// The sink's descriptor, if it has one.
+    fn raw_fd(&self) -> Option<i32> {
+        match self {
+            Sink::Socket(s) => Some(s.as_raw_fd()),
+            Sink::File(f) => Some(f.as_raw_fd()),
+            Sink::Gone => None,
         }
     }
 }
@@ -178,6 +192,30 @@ impl Writer {
             sink.write_all(buf, deadline)?;
         }
         Ok(drained)
+    }
+
+    /// Moves the sink to a new descriptor ([`descriptors::relocated`]) and
+    /// returns its number, or -1 if none was free: the sink is then gone and
+    /// the next round fails, ending the stream. The old descriptor is left
+    /// open, for the caller to close.
+    pub fn relocate_sink(&mut self) -> i32 {
+        let Some(fd) = self.sink.raw_fd() else {
+            return -1;
+        };
+        let moved = descriptors::relocated(fd);
+        let new_sink = if moved < 0 {
+            Sink::Gone
+        } else if matches!(self.sink, Sink::Socket(_)) {
+            // SAFETY: `moved` is a fresh descriptor that nothing else owns.
+            Sink::Socket(unsafe { UnixStream::from_raw_fd(moved) })
+        } else {
+            // SAFETY: as above.
+            Sink::File(unsafe { File::from_raw_fd(moved) })
+        };
+        // The old descriptor is the caller's to close: dropping it here
+        // would go through the `close` hook, which refuses the shim's own.
+        std::mem::forget(std::mem::replace(&mut self.sink, new_sink));
+        moved
     }
 
     /// Writes everything queued before this call (events other threads
