@@ -236,6 +236,23 @@ extern "C" fn at_exit() {
     }
 }
 
+/// Before `_exit`: no handlers run and, `_exit` being async-signal-safe,
+/// the call may come from a signal handler that interrupted the allocator.
+/// So this thread allocates nothing: it queues the `End` and waits, at most
+/// [`FLUSH_TIMEOUT`], for the sender to write it. The exit leak scan
+/// (which allocates) is skipped: the live set is reported unclassified. A
+/// `vfork` child (another pid on the parent's memory) has no stream.
+pub fn before_quick_exit(code: i32) {
+    // SAFETY: getpid has no preconditions.
+    let own_stream = STREAM_PID.load(Ordering::Acquire) == unsafe { libc::getpid() } as u32;
+    if !(own_stream && has_stream()) {
+        return;
+    }
+    if recorder::end(RawKind::EndExit, Some(code)) {
+        sender::flush_by_sender(FLUSH_TIMEOUT);
+    }
+}
+
 /// A last look at the loaded modules, so that every frame can be named.
 fn announce_last_modules() {
     if let Some(_guard) = Guard::enter() {

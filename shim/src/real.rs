@@ -31,6 +31,8 @@ pub struct RealFns {
     pub mremap: unsafe extern "C" fn(*mut c_void, size_t, size_t, c_int, ...) -> *mut c_void,
     pub fork: unsafe extern "C" fn() -> libc::pid_t,
     pub exit: unsafe extern "C" fn(c_int) -> !,
+    /// `_exit(2)` (`_Exit` is the same function in glibc).
+    pub quick_exit: unsafe extern "C" fn(c_int) -> !,
     pub execve: ExecFn,
     pub execv: unsafe extern "C" fn(*const libc::c_char, *const *const libc::c_char) -> c_int,
     pub execvp: unsafe extern "C" fn(*const libc::c_char, *const *const libc::c_char) -> c_int,
@@ -151,6 +153,7 @@ fn resolve() -> RealFns {
         mremap: required!(c"mremap"),
         fork: required!(c"fork"),
         exit: required!(c"exit"),
+        quick_exit: required!(c"_exit"),
         execve: required!(c"execve"),
         execv: required!(c"execv"),
         execvp: required!(c"execvp"),

@@ -168,6 +168,16 @@ pub fn flush(timeout: Duration) {
         }
         return;
     }
+    flush_by_sender(timeout);
+}
+
+/// Like [`flush`], but never writes on the calling thread: asks the sender
+/// and waits for it. Allocates nothing, for callers that must not (`_exit`,
+/// perhaps from a signal handler that interrupted the allocator).
+pub fn flush_by_sender(timeout: Duration) {
+    if !is_live() {
+        return;
+    }
     let request = FLUSH_REQUESTED.fetch_add(1, Ordering::AcqRel) + 1;
     DOORBELL.ring();
     FLUSH_DONE.wait_for(

@@ -1,5 +1,6 @@
 //! fork: parent and child each leak their own known amounts; the child starts
 //! with its parent's live set (5 blocks of 1000 bytes), frees 2 of them.
+//! Both end by `exit`, or by `_exit`, which runs no handlers.
 
 use memshim_tests::*;
 
@@ -30,9 +31,18 @@ fn valgrind_agrees_with_tallies() {
 
 #[test]
 fn memshim_reports_both_processes() {
+    check_both_processes(&[]);
+}
+
+#[test]
+fn memshim_reports_both_processes_ended_by_underscore_exit() {
+    check_both_processes(&["_exit"]);
+}
+
+fn check_both_processes(args: &[&str]) {
     let base = memshim_baseline(BASE_C);
     let dir = programs::scratch();
-    let run = memcollect_run(&program(FILE), &[] as &[&str], &["--top", "50"], dir.path());
+    let run = memcollect_run(&program(FILE), args, &["--top", "50"], dir.path());
     assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
     let text = run.output.stderr_str();
     let parent_t = Tally::only(&text, "fork_parent");

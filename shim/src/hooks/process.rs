@@ -82,7 +82,32 @@ pub unsafe extern "C" fn exit(code: c_int) -> ! {
     lifecycle::set_exit_code(code);
     match real::get() {
         Some(real) => (real.exit)(code),
-        None => libc::_exit(code),
+        None => exit_group(code),
+    }
+}
+
+/// Interposed `_exit(2)`: no handlers run, so the stream is ended here
+/// (what is queued is written, then the `End` with the code).
+#[no_mangle]
+pub unsafe extern "C" fn _exit(code: c_int) -> ! {
+    lifecycle::before_quick_exit(code);
+    match real::get() {
+        Some(real) => (real.quick_exit)(code),
+        None => exit_group(code),
+    }
+}
+
+/// Interposed `_Exit(2)`: as [`_exit`].
+#[no_mangle]
+pub unsafe extern "C" fn _Exit(code: c_int) -> ! {
+    _exit(code)
+}
+
+/// Ends the process with the system call itself (the real functions are
+/// not resolved yet; `libc::_exit` would come back to the hook above).
+unsafe fn exit_group(code: c_int) -> ! {
+    loop {
+        libc::syscall(libc::SYS_exit_group, code);
     }
 }
 
