@@ -6,6 +6,8 @@
  *   closefrom    closefrom(3)
  *   close_range  close_range(3, ~0U, 0)
  *   dup2         dup2 of /dev/null onto every fd from 3 to 1023, then close
+ *   raw          close_range(3, ~0U, 0) as a system call, past libc: the one
+ *                way left to close the shim's descriptors (the stream is cut)
  *
  * What each call returned goes to OUTFILE, which must read the same with
  * and without the shim (the shim's own descriptors must look closed).
@@ -16,6 +18,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 int main(int argc, char **argv)
 {
@@ -33,6 +36,8 @@ int main(int argc, char **argv)
         closefrom(3);
     } else if (!strcmp(how, "close_range")) {
         close_range(3, ~0U, 0) == 0 ? ok++ : failed++;
+    } else if (!strcmp(how, "raw")) {
+        syscall(SYS_close_range, 3, ~0U, 0) == 0 ? ok++ : failed++;
     } else if (!strcmp(how, "dup2")) {
         int null = open("/dev/null", O_WRONLY);
         for (int fd = 3; fd < 1024; fd++)

@@ -3,7 +3,8 @@
 //! number, then opens a file and a socket pair that get the lowest numbers
 //! back. Its output must be the same as without the shim (the shim's own
 //! descriptors look closed), nothing of the stream may be lost, and nothing
-//! of the shim's may land in the program's file or socket.
+//! of the shim's may land in the program's file or socket. Only a raw system
+//! call can still close them: the report then says the stream was cut.
 
 use memshim_tests::*;
 
@@ -53,4 +54,25 @@ fn close_range_spares_the_stream() {
 #[test]
 fn dup2_onto_every_descriptor_moves_the_stream_aside() {
     check("dup2");
+}
+
+#[test]
+fn a_raw_close_range_cuts_the_stream_and_the_report_says_so() {
+    let dir = programs::scratch();
+    let out = dir.path().join("out.txt");
+    let run = memcollect_run(
+        &program(FILE),
+        &["raw", out.to_str().unwrap()],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "raw: 1 ok, 0 failed; fds 3 4 5; the socket said ping\n"
+    );
+    let p = &run.processes[0];
+    assert_eq!(p.exit_code(), Some(0));
+    assert_eq!(p.json["stream_cut_early"], true, "{}", p.json);
+    assert!(p.totals.alloc_calls < 1100, "{:?}", p.totals);
 }

@@ -435,6 +435,7 @@ fn draft(
         command: hello.argv.join(" "),
         exe: hello.exe.clone(),
         exit,
+        stream_cut_early: session.stream_cut_early(),
         start_unix_ms: hello.start_unix_ns / 1_000_000,
         duration_ms,
         sample_bytes: hello.sample_bytes,

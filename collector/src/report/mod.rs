@@ -53,6 +53,10 @@ pub struct ProcessReport {
     pub exe: String,
     /// `{"code": N}`, `{"signal": N}`, `"exited"` (code unknown), `"cut"`, `"exec"` or `"running"`.
     pub exit: Exit,
+    /// The process exited normally (`exit`, from `waitpid`) but its stream
+    /// had stopped before: what happened after the cut is missing.
+    #[serde(default)]
+    pub stream_cut_early: bool,
     /// Wall-clock start, milliseconds since the Unix epoch.
     pub start_unix_ms: u64,
     /// Milliseconds from start to the last event (to now while running).

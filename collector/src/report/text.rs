@@ -104,7 +104,7 @@ fn leak_summary(out: &mut String, p: &ProcessReport) {
         if p.exit != Exit::Running && p.exit != Exit::Exec && p.totals.live_blocks > 0 {
             let _ = writeln!(
                 out,
-                "  leak classes  none: no exit scan (the process did not exit normally); blocks live at exit are listed as such"
+                "  leak classes  none: no exit scan (the process ended by `_exit`, by a signal or with its stream cut); blocks live at exit are listed as such"
             );
         }
         return;
@@ -177,7 +177,16 @@ fn plural(n: u64, thing: &str) -> String {
     }
 }
 
-fn exit_text(exit: &Exit) -> String {
+fn exit_text(p: &ProcessReport) -> String {
+    let text = exit_kind_text(&p.exit);
+    if p.stream_cut_early {
+        format!("{text}, stream cut early")
+    } else {
+        text
+    }
+}
+
+fn exit_kind_text(exit: &Exit) -> String {
     match exit {
         Exit::Running => "running".into(),
         Exit::Code(c) => format!("exit {c}"),
@@ -228,7 +237,7 @@ fn process(out: &mut String, p: &ProcessReport) {
         "== pid {}  {}  [{}]  {} ",
         p.pid,
         p.command,
-        exit_text(&p.exit),
+        exit_text(p),
         duration_ms(p.duration_ms)
     );
     let _ = writeln!(
@@ -529,7 +538,7 @@ fn summary(out: &mut String, processes: &[ProcessReport], fold: bool) {
             out,
             "  {:>8}  {:<26}  {:>10}  {:>10}  {:>10}  {:>10}  {command}",
             p.pid,
-            exit_text(&p.exit),
+            exit_text(p),
             size(p.totals.peak_bytes),
             size(p.totals.live_bytes),
             lost_text(p),

@@ -283,6 +283,14 @@ impl Session {
         self.exit_override = Some(exit);
     }
 
+    /// Whether the stream stopped without the shim's `End` although the
+    /// process went on to exit normally (as `waitpid` told): recording
+    /// stopped early (the program closed the stream's descriptor with a raw
+    /// system call, say), and what happened after the cut is missing.
+    pub fn stream_cut_early(&self) -> bool {
+        self.end.is_none() && self.closed && matches!(self.exit(), Exit::Code(_) | Exit::Exited)
+    }
+
     /// How the session ended so far.
     pub fn exit(&self) -> Exit {
         if let Some(exit) = self.exit_override {

@@ -226,6 +226,25 @@ fn end_exec_followed_by_events_means_the_exec_failed() {
     assert_eq!(s.heap().live_bytes(), 16, "a cut stream keeps its live set");
 }
 
+/// A stream that stopped without its `End` while the process went on to
+/// exit normally (the status `run` got from `waitpid`) is flagged: events
+/// after the cut are missing. An orderly end, or a death by signal, is not.
+#[test]
+fn a_cut_stream_of_a_process_that_exited_normally_is_flagged() {
+    let mut cut = run(vec![malloc(1, 0x10, 8, 1)]);
+    assert!(!cut.stream_cut_early(), "still open");
+    cut.close();
+    assert!(!cut.stream_cut_early(), "cut, no exit status yet");
+    cut.set_exit(Exit::Code(0));
+    assert!(cut.stream_cut_early());
+    cut.set_exit(Exit::Signal(libc::SIGKILL));
+    assert!(!cut.stream_cut_early(), "a killed process is cut anyway");
+    let mut ended = run(vec![malloc(1, 0x10, 8, 1), end(2, EndReason::Exit(0))]);
+    ended.close();
+    ended.set_exit(Exit::Code(0));
+    assert!(!ended.stream_cut_early());
+}
+
 /// Older shims could write a last `Stats` (or `Lost`) after the `End`,
 /// when the program had waited for the queue: the process still exited.
 #[test]
