@@ -157,7 +157,16 @@ impl Sink<'_> {
     /// Applies a batch of events in place (see [`crate::state::Session::apply_in_place`]).
     fn apply_batch(&mut self, events: &mut [Event]) -> Result<(), IngestError> {
         let mut session = self.handle.lock();
-        for event in events {
+        let mut rest = events;
+        while let Some((event, after)) = rest.split_first_mut() {
+            if let (Event::Alloc(a), [Event::Free(f), ..]) = (&*event, &*after) {
+                if f.addr == a.addr && f.tid == a.tid && !f.realloc {
+                    session.apply_pair(a, f);
+                    rest = &mut after[1..];
+                    continue;
+                }
+            }
+            rest = after;
             match event {
                 Event::Forked { child_pid, .. } => self.registry.offer_fork(
                     session.hello().pid,

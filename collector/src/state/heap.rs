@@ -147,6 +147,25 @@ impl Heap {
         replaced
     }
 
+    /// Whether a block of `size` bytes allocated at `addr` and freed at
+    /// once would leave the heap exactly as it found it: the address is not
+    /// live (no block replaced) and the block would not set a new peak.
+    /// Such a block need not enter the live set ([`Heap::pass_through`]).
+    #[inline]
+    pub fn is_transient(&self, addr: u64, size: u64) -> bool {
+        self.live_bytes + size <= self.peak_bytes && !self.live.contains(addr)
+    }
+
+    /// Accounts a block of `site` (the site of `stack`) that is freed as
+    /// soon as allocated, where [`Heap::is_transient`] holds: live bytes,
+    /// peak and each site's share of it end as `insert_at` then `remove_at`
+    /// would leave them, and the site gets its live-set index on first use
+    /// just the same.
+    #[inline]
+    pub fn pass_through(&mut self, site: SiteIndex, stack: StackId) {
+        self.live_index(site, stack);
+    }
+
     /// Removes a block if it is live.
     pub fn remove(&mut self, addr: u64) -> Option<LiveBlock> {
         self.remove_at(addr).map(|(block, _)| block)
