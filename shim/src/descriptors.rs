@@ -18,7 +18,9 @@
 //!   another number, then lets the program have that one.
 //!
 //! A forked child closes its copies of the parent's (its stream, if it
-//! records, gets descriptors of its own).
+//! records, gets descriptors of its own). A `vfork` child shares the
+//! parent's memory but has its own descriptor table: there the numbers are
+//! not the shim's, and its calls go through untouched.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -29,6 +31,8 @@ pub const REPLY: usize = 1;
 
 /// The shim's descriptors, by role (-1: none).
 static OWN: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+/// The process whose descriptor table holds them.
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
 /// How far below the top of the range the shim's descriptors go.
 const RESERVE: u64 = 64;
@@ -81,6 +85,8 @@ pub fn adopt(fd: i32, role: usize) -> i32 {
     } else {
         fd
     };
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
     OWN[role].store(own, Ordering::Release);
     own
 }
@@ -94,11 +100,21 @@ pub fn get(role: usize) -> Option<i32> {
 /// Whether `fd` is one of the shim's descriptors.
 #[inline]
 pub fn is_own(fd: i32) -> bool {
-    fd >= 0 && OWN.iter().any(|own| own.load(Ordering::Acquire) == fd)
+    fd >= 0 && OWN.iter().any(|own| own.load(Ordering::Acquire) == fd) && in_owner()
+}
+
+/// Whether this process is the one whose table holds the shim's
+/// descriptors (not a `vfork` child running on the parent's memory).
+fn in_owner() -> bool {
+    // SAFETY: getpid has no preconditions.
+    OWNER_PID.load(Ordering::Acquire) == unsafe { libc::getpid() }
 }
 
 /// The shim's descriptors in increasing order, then -1s.
 pub fn own_sorted() -> [i32; 2] {
+    if !in_owner() {
+        return [-1, -1];
+    }
     let mut fds = [SINK, REPLY].map(|role| OWN[role].load(Ordering::Acquire));
     fds.sort_unstable_by_key(|&fd| if fd < 0 { i32::MAX } else { fd });
     fds

@@ -6,6 +6,8 @@
  *   closefrom    closefrom(3)
  *   close_range  close_range(3, ~0U, 0)
  *   dup2         dup2 of /dev/null onto every fd from 3 to 1023, then close
+ *   vfork        a vfork child does the dup2 of `dup2` in its own table, then
+ *                _exits: the parent's descriptors must stay the shim's
  *   raw          close_range(3, ~0U, 0) as a system call, past libc: the one
  *                way left to close the shim's descriptors (the stream is cut)
  *
@@ -19,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 int main(int argc, char **argv)
 {
@@ -36,6 +39,18 @@ int main(int argc, char **argv)
         closefrom(3);
     } else if (!strcmp(how, "close_range")) {
         close_range(3, ~0U, 0) == 0 ? ok++ : failed++;
+    } else if (!strcmp(how, "vfork")) {
+        int null = open("/dev/null", O_WRONLY);
+        pid_t child = vfork();
+        if (child == 0) {
+            for (int fd = 3; fd < 1024; fd++)
+                if (fd != null)
+                    dup2(null, fd);
+            _exit(0);
+        }
+        int status = 0;
+        waitpid(child, &status, 0) == child && status == 0 ? ok++ : failed++;
+        close(null);
     } else if (!strcmp(how, "raw")) {
         syscall(SYS_close_range, 3, ~0U, 0) == 0 ? ok++ : failed++;
     } else if (!strcmp(how, "dup2")) {

@@ -57,6 +57,11 @@ fn dup2_onto_every_descriptor_moves_the_stream_aside() {
 }
 
 #[test]
+fn a_vfork_child_taking_every_number_leaves_the_parents_stream_alone() {
+    check("vfork");
+}
+
+#[test]
 fn a_raw_close_range_cuts_the_stream_and_the_report_says_so() {
     let dir = programs::scratch();
     let out = dir.path().join("out.txt");
