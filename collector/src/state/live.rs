@@ -256,9 +256,16 @@ impl LiveBlocks {
         self.spilled.get(&addr).copied()
     }
 
-    /// Whether a block is live at `addr`.
+    /// Whether a block is live at `addr`: a probe, nothing unpacked.
+    #[inline]
     pub fn contains(&self, addr: u64) -> bool {
-        self.get(addr).is_some()
+        if addr >> ADDR_BITS == 0 {
+            let h = hash(addr);
+            if self.shards[shard_of(h)].find(h, |p| p.addr() == addr).is_some() {
+                return true;
+            }
+        }
+        !self.spilled.is_empty() && self.spilled.contains_key(&addr)
     }
 
     /// Number of live blocks.
