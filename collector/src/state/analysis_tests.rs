@@ -285,20 +285,14 @@ fn a_pair_applied_at_once_reports_exactly_as_its_two_events() {
                 .zip(paired.lines())
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
+            let around = |text: &str| {
+                let lines: Vec<&str> = text.lines().skip(line.saturating_sub(5)).take(12).collect();
+                lines.join("\n")
+            };
             panic!(
                 "seed {seed}: reports differ from line {line}:\n{}\n--- paired:\n{}",
-                one_by_one
-                    .lines()
-                    .skip(line.saturating_sub(5))
-                    .take(12)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                paired
-                    .lines()
-                    .skip(line.saturating_sub(5))
-                    .take(12)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                around(&one_by_one),
+                around(&paired)
             );
         }
     }

@@ -261,7 +261,10 @@ impl LiveBlocks {
     pub fn contains(&self, addr: u64) -> bool {
         if addr >> ADDR_BITS == 0 {
             let h = hash(addr);
-            if self.shards[shard_of(h)].find(h, |p| p.addr() == addr).is_some() {
+            if self.shards[shard_of(h)]
+                .find(h, |p| p.addr() == addr)
+                .is_some()
+            {
                 return true;
             }
         }
