@@ -5,7 +5,8 @@
  *   close        close(fd) for every fd from 3 to 1023
  *   closefrom    closefrom(3)
  *   close_range  close_range(3, ~0U, 0)
- *   dup2         dup2 of /dev/null onto every fd from 3 to 1023, then close
+ *   dup2         dup3 of every fd from 3 to 1023 onto itself (EINVAL), then
+ *                dup2 of /dev/null onto each of them, then close
  *   vfork        a vfork child does the dup2 of `dup2` in its own table, then
  *                _exits: the parent's descriptors must stay the shim's
  *   raw          close_range(3, ~0U, 0) as a system call, past libc: the one
@@ -17,6 +18,7 @@
  * pairs of 32..95 B, then 50 of the 100 freed: 50 live, 5000 B. */
 #include "tally.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -54,6 +56,10 @@ int main(int argc, char **argv)
     } else if (!strcmp(how, "raw")) {
         syscall(SYS_close_range, 3, ~0U, 0) == 0 ? ok++ : failed++;
     } else if (!strcmp(how, "dup2")) {
+        /* dup3 onto itself is EINVAL whether the number is open or not. */
+        for (int fd = 3; fd < 1024; fd++)
+            if (dup3(fd, fd, 0) != -1 || errno != EINVAL)
+                failed++;
         int null = open("/dev/null", O_WRONLY);
         for (int fd = 3; fd < 1024; fd++)
             if (fd != null)

@@ -114,7 +114,8 @@ pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
 /// Interposed `dup3(2)`: as [`dup2`].
 #[no_mangle]
 pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int {
-    if descriptors::is_own(oldfd) {
+    // Equal numbers are EINVAL before anything else is looked at.
+    if oldfd != newfd && descriptors::is_own(oldfd) {
         return bad_descriptor();
     }
     if oldfd != newfd && descriptors::is_own(newfd) {
