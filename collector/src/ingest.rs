@@ -110,6 +110,20 @@ pub fn ingest<R: Read>(
     result.map(|()| handle).map_err(|e| fail(Some(pid), e))
 }
 
+/// Empties a batch that was applied in full without dropping its events
+/// one by one: allocations, frees and the empty `Lost` that
+/// [`crate::state::Session::apply_in_place`] leaves of everything else own
+/// nothing, and checking each for something to drop was 6 % of all the
+/// instructions ingestion ran (callgrind, on a 2 M-pair trace).
+fn forget_applied(batch: &mut Vec<Event>) {
+    debug_assert!(batch
+        .iter()
+        .all(|e| matches!(e, Event::Alloc(_) | Event::Free(_) | Event::Lost { .. })));
+    // SAFETY: shrinking exposes nothing uninitialized; the elements given
+    // up own no memory (and one that did would only leak).
+    unsafe { batch.set_len(0) };
+}
+
 fn finish_tee(tee: &TeeSink, pid: u32) {
     if let Err(e) = tee.finish() {
         eprintln!("memcollect: cannot save the stream of pid {pid}: {e}");
@@ -150,6 +164,7 @@ impl Sink<'_> {
         self.apply_batch(&mut first)?;
         while let Some(mut batch) = frames.next_batch().map_err(IngestError::Frame)? {
             self.apply_batch(&mut batch)?;
+            forget_applied(&mut batch);
         }
         Ok(())
     }
