@@ -95,15 +95,30 @@ unsafe fn real_closefrom(lowfd: c_int) {
     }
 }
 
+/// Before the program copies `oldfd` onto another number, `newfd`: `false`
+/// if `oldfd` is one of the shim's (not open, as far as the program can
+/// tell); the shim's descriptor at `newfd`, if any, moves aside.
+unsafe fn make_way(oldfd: c_int, newfd: c_int) -> bool {
+    if descriptors::is_own(oldfd) {
+        return false;
+    }
+    if descriptors::is_own(newfd) {
+        sender::vacate_descriptor(newfd);
+    }
+    true
+}
+
 /// Interposed `dup2(2)`: a program that makes one of the shim's numbers a
 /// copy of its own gets it; the shim's descriptor moves elsewhere first.
 #[no_mangle]
 pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
-    if descriptors::is_own(oldfd) {
+    let ready = if oldfd == newfd {
+        !descriptors::is_own(oldfd)
+    } else {
+        make_way(oldfd, newfd)
+    };
+    if !ready {
         return bad_descriptor();
-    }
-    if oldfd != newfd && descriptors::is_own(newfd) {
-        sender::vacate_descriptor(newfd);
     }
     match real::get() {
         Some(real) => (real.dup2)(oldfd, newfd),
@@ -115,11 +130,8 @@ pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int {
     // Equal numbers are EINVAL before anything else is looked at.
-    if oldfd != newfd && descriptors::is_own(oldfd) {
+    if oldfd != newfd && !make_way(oldfd, newfd) {
         return bad_descriptor();
-    }
-    if oldfd != newfd && descriptors::is_own(newfd) {
-        sender::vacate_descriptor(newfd);
     }
     match real::get().and_then(|r| r.dup3) {
         Some(dup3) => dup3(oldfd, newfd, flags),
