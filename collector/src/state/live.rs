@@ -245,30 +245,29 @@ impl LiveBlocks {
         (packed.unpack(&self.stacks), Some(packed.stack()))
     }
 
+    /// The packed block at `addr`, if it is live and packed.
+    #[inline]
+    fn find_packed(&self, addr: u64) -> Option<&Packed> {
+        if addr >> ADDR_BITS != 0 {
+            return None;
+        }
+        let h = hash(addr);
+        self.shards[shard_of(h)].find(h, |p| p.addr() == addr)
+    }
+
     /// The block at `addr`, if it is live.
     pub fn get(&self, addr: u64) -> Option<LiveBlock> {
-        if addr >> ADDR_BITS == 0 {
-            let h = hash(addr);
-            if let Some(p) = self.shards[shard_of(h)].find(h, |p| p.addr() == addr) {
-                return Some(p.unpack(&self.stacks));
-            }
+        match self.find_packed(addr) {
+            Some(p) => Some(p.unpack(&self.stacks)),
+            None => self.spilled.get(&addr).copied(),
         }
-        self.spilled.get(&addr).copied()
     }
 
     /// Whether a block is live at `addr`: a probe, nothing unpacked.
     #[inline]
     pub fn contains(&self, addr: u64) -> bool {
-        if addr >> ADDR_BITS == 0 {
-            let h = hash(addr);
-            if self.shards[shard_of(h)]
-                .find(h, |p| p.addr() == addr)
-                .is_some()
-            {
-                return true;
-            }
-        }
-        !self.spilled.is_empty() && self.spilled.contains_key(&addr)
+        self.find_packed(addr).is_some()
+            || (!self.spilled.is_empty() && self.spilled.contains_key(&addr))
     }
 
     /// Number of live blocks.
