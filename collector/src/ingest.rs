@@ -8,7 +8,7 @@ use memshim_proto::framing::encode_message;
 use memshim_proto::{Event, FrameError, FrameReader, Hello};
 
 use crate::registry::{Registry, SessionHandle};
-use crate::state::ProtocolError;
+use crate::state::{ProtocolError, Session};
 use crate::symbolize::SymbolCache;
 use crate::tee::{TeeReader, TeeSink};
 
@@ -175,7 +175,7 @@ impl Sink<'_> {
         let mut rest = events;
         while let Some((event, after)) = rest.split_first_mut() {
             if let (Event::Alloc(a), [Event::Free(f), ..]) = (&*event, &*after) {
-                if f.addr == a.addr && f.tid == a.tid && !f.realloc {
+                if Session::is_pair(a, f) {
                     session.apply_pair(a, f);
                     rest = &mut after[1..];
                     continue;

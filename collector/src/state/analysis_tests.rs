@@ -2,7 +2,7 @@
 //! censored lifetimes, temporary and short-lived blocks, realloc chains,
 //! per-site series and the report sections built from them.
 
-use memshim_proto::{AllocKind, EndReason, Event};
+use memshim_proto::{AllocKind, EndReason, Event, Hello};
 
 use super::tests::{alloc, end, free, hello, malloc};
 use super::*;
@@ -237,9 +237,12 @@ fn mixed_stream(seed: u64) -> Vec<Event> {
     events
 }
 
-fn report_json(events: &[Event], pairs: bool) -> String {
+fn report_json(events: &[Event], sample_bytes: u64, pairs: bool) -> String {
     let registry = Registry::default();
-    let handle = registry.open(hello(7, None));
+    let handle = registry.open(Hello {
+        sample_bytes,
+        ..hello(7, None)
+    });
     {
         let mut s = handle.lock();
         let mut i = 0;
@@ -247,7 +250,7 @@ fn report_json(events: &[Event], pairs: bool) -> String {
             if let (true, Event::Alloc(a), Some(Event::Free(f))) =
                 (pairs, &events[i], events.get(i + 1))
             {
-                if f.addr == a.addr && f.tid == a.tid && !f.realloc {
+                if Session::is_pair(a, f) {
                     s.apply_pair(a, f);
                     i += 2;
                     continue;
@@ -276,9 +279,13 @@ fn report_json(events: &[Event], pairs: bool) -> String {
 
 #[test]
 fn a_pair_applied_at_once_reports_exactly_as_its_two_events() {
-    for seed in [1, 2, 3, 0x5eed] {
+    // The last stream as if sampled: its pairs must take the slow path.
+    for (seed, sample_bytes) in [(1, 0), (2, 0), (3, 0), (0x5eed, 0), (4, 512)] {
         let events = mixed_stream(seed);
-        let (one_by_one, paired) = (report_json(&events, false), report_json(&events, true));
+        let (one_by_one, paired) = (
+            report_json(&events, sample_bytes, false),
+            report_json(&events, sample_bytes, true),
+        );
         if one_by_one != paired {
             let line = one_by_one
                 .lines()

@@ -213,6 +213,13 @@ impl Session {
         }
     }
 
+    /// Whether `f`, next in the stream after `a`, frees that block on the
+    /// same thread (not as part of a `realloc`): a pair for [`Session::apply_pair`].
+    #[inline]
+    pub fn is_pair(a: &Alloc, f: &Free) -> bool {
+        f.addr == a.addr && f.tid == a.tid && !f.realloc
+    }
+
     /// Applies an allocation and, next in the stream, the free of that
     /// block by the same thread: the same as applying one then the other.
     ///
@@ -224,7 +231,7 @@ impl Session {
     /// collector's work for such a pair.
     #[inline]
     pub fn apply_pair(&mut self, a: &Alloc, f: &Free) {
-        debug_assert!(a.addr == f.addr && a.tid == f.tid && !f.realloc);
+        debug_assert!(Session::is_pair(a, f));
         self.end = None;
         self.touch(a.ts);
         let transient = a.kind != AllocKind::Realloc
