@@ -85,10 +85,24 @@ pub fn adopt(fd: i32, role: usize) -> i32 {
     } else {
         fd
     };
+    register(own, role);
+    own
+}
+
+/// Makes a high, close-on-exec copy of `fd` the shim's descriptor for
+/// `role` (the reply descriptor: a copy of the stream's socket). Without a
+/// free number, the role stays without a descriptor.
+pub fn adopt_copy(fd: i32, role: usize) {
+    let copy = duplicate_high(fd);
+    if copy >= 0 {
+        register(copy, role);
+    }
+}
+
+fn register(fd: i32, role: usize) {
     // SAFETY: getpid has no preconditions.
     OWNER_PID.store(unsafe { libc::getpid() }, Ordering::Release);
-    OWN[role].store(own, Ordering::Release);
-    own
+    OWN[role].store(fd, Ordering::Release);
 }
 
 /// The shim's descriptor for `role`, if it has one.

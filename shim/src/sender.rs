@@ -70,11 +70,7 @@ pub fn start(mut sink: Sink, hello: Hello) -> bool {
         return false;
     }
     if let Sink::Socket(s) = &sink {
-        // SAFETY: duplicating a valid descriptor, close-on-exec.
-        let fd = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        if fd >= 0 {
-            descriptors::adopt(fd, descriptors::REPLY);
-        }
+        descriptors::adopt_copy(s.as_raw_fd(), descriptors::REPLY);
     }
     sink.bound_sends();
     announce::begin(modules);
