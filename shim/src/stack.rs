@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use memshim_proto::paths::MAX_STACK_DEPTH;
 
+use crate::first_touch::FirstTouch;
+
 /// Most frames a stack can hold.
 pub const MAX_FRAMES: usize = MAX_STACK_DEPTH as usize;
 
@@ -124,10 +126,14 @@ pub fn stack_id(frames: &[u64]) -> u64 {
 
 const SEEN_SLOTS: usize = 1 << 20;
 const MAX_PROBES: usize = 64;
+/// Words of the table's page bitmap: one bit per 4 KiB page of its 8 MiB.
+const SEEN_PAGE_WORDS: usize = SEEN_SLOTS * 8 / 4096 / 64;
 
 /// The set of stack ids already sent on this process's stream.
 pub struct SeenSet {
     slots: *const AtomicU64,
+    /// Which pages were written: a new page is written before it is read.
+    pages: FirstTouch<SEEN_PAGE_WORDS>,
 }
 
 // SAFETY: the slots are atomics in a mapping that lives as long as the process.
@@ -150,7 +156,10 @@ impl SeenSet {
                 0,
             )
         };
-        (p != libc::MAP_FAILED).then(|| SeenSet { slots: p.cast() })
+        (p != libc::MAP_FAILED).then(|| SeenSet {
+            slots: p.cast(),
+            pages: FirstTouch::new(),
+        })
     }
 
     /// Records `id`; returns `true` if it may not have been sent yet (the
@@ -161,6 +170,7 @@ impl SeenSet {
         for _ in 0..MAX_PROBES {
             // SAFETY: `slot` is masked into the table.
             let cell = unsafe { &*self.slots.add(slot) };
+            self.pages.before_read(cell, slot * 8);
             let cur = cell.load(Ordering::Relaxed);
             if cur == id {
                 return false;
@@ -186,5 +196,50 @@ impl SeenSet {
         unsafe {
             libc::madvise(self.slots as *mut _, SEEN_SLOTS * 8, libc::MADV_DONTNEED);
         }
+        self.pages.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Minor page faults taken by the calling thread so far.
+    fn thread_minor_faults() -> i64 {
+        // SAFETY: getrusage fills the struct it is given.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+            usage.ru_minflt
+        }
+    }
+
+    #[test]
+    fn ids_are_new_once_until_the_set_is_cleared() {
+        let seen = SeenSet::new().unwrap();
+        let ids: Vec<u64> = (1..=1000u64).map(|i| stack_id(&[i, i * 7])).collect();
+        assert!(ids.iter().all(|&id| seen.insert(id)));
+        assert!(ids.iter().all(|&id| !seen.insert(id)));
+        seen.clear();
+        assert!(ids.iter().all(|&id| seen.insert(id)));
+    }
+
+    #[test]
+    fn a_new_page_costs_one_fault_not_a_read_and_a_write_fault() {
+        // Ids landing in 200 distinct pages (512 slots per page), inserted
+        // after a clear (which drops the pages) so that every page is new.
+        const PAGES: usize = 200;
+        let seen = SeenSet::new().unwrap();
+        seen.clear();
+        let ids: Vec<u64> = (0..PAGES as u64).map(|p| p * 512 * 5 + 3).collect();
+        let before = thread_minor_faults();
+        assert!(ids.iter().all(|&id| seen.insert(id)));
+        let faults = thread_minor_faults() - before;
+        // A read first would map the zero page, and the claiming write would
+        // then fault again: 2 per page.
+        assert!(
+            faults <= PAGES as i64 + 20,
+            "{faults} faults for {PAGES} new pages"
+        );
     }
 }
