@@ -135,8 +135,8 @@ impl Writer {
 
     /// Drains the rare events, the stack definitions and up to `max_events`
     /// events into one frame and writes it, with statistics when they are
-    /// due (or the program waited for the queue) and the lost count when it
-    /// changed. Returns how many events it drained.
+    /// due (or before the `End`, if the program waited for the queue) and
+    /// the lost count when it changed. Returns how many events it drained.
     ///
     /// The stream's `End` is its last event: the stack definitions and
     /// statistics queued with it go just before it, and once the process
@@ -169,11 +169,14 @@ impl Writer {
         let mut frame = encoder.begin_frame(buf, expected);
         let (drained, end) = drain(ch, clock, &mut frame, max_events);
         queue::drained();
-        // Statistics are due every STATS_NS, and whenever the program has
-        // waited for the queue since they were last sent: the report must
-        // say so, even of a process that ends in the next instant.
+        // Statistics are due every STATS_NS, and before the `End` when the
+        // program has waited for the queue since they were last sent: the
+        // report must say so, even of a process that ends in the next
+        // instant. Not more often: `mallinfo2` takes every arena's lock and
+        // walks its free lists, which stalls the program's own `malloc`
+        // calls (a program that waits would be made to wait more).
         let waited = queue::wait_ns();
-        if now - *last_stats >= STATS_NS || waited != *wait_sent {
+        if now - *last_stats >= STATS_NS || (end.is_some() && waited != *wait_sent) {
             *last_stats = now;
             *wait_sent = waited;
             frame.event(&Event::Stats(stats(now)));
@@ -558,6 +561,37 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["alloc", "stats", "end"]);
+    }
+
+    /// A wait for the queue alone does not call for statistics (taking them
+    /// stalls the program's allocator) until the `End`, which carries them.
+    #[test]
+    fn a_wait_brings_statistics_forward_only_to_the_end() {
+        let (file, reader) = stream_file("wait");
+        let kinds = || -> Vec<&str> {
+            read_events(reader.try_clone().unwrap())
+                .iter()
+                .map(|e| match e {
+                    Event::Alloc(_) => "alloc",
+                    Event::Stats(_) => "stats",
+                    Event::End(_) => "end",
+                    _ => "other",
+                })
+                .collect()
+        };
+        let mut writer = Writer::new(Sink::File(file), Encoder::default());
+        let ch = channel(8, 1);
+        // Not due by time (just sent), but the program waited.
+        writer.last_stats = clock::since_start_ns();
+        writer.wait_sent = u64::MAX;
+        ch.events.push(malloc_event(0x40)).unwrap();
+        assert_eq!(writer.round(&ch, 8, None).unwrap(), 1);
+        assert_eq!(kinds(), ["alloc"]);
+        let mut end = RawEvent::simple(RawKind::EndExit, 1, 0);
+        end.aux = 1;
+        ch.events.push(end).unwrap();
+        assert_eq!(writer.round(&ch, 8, None).unwrap(), 1);
+        assert_eq!(kinds(), ["alloc", "stats", "end"]);
     }
 
     /// A stack is queued just before the event that uses it, by another
