@@ -21,6 +21,8 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
+use crate::first_touch::FirstTouch;
+
 /// log2 of the number of buckets.
 const BUCKET_BITS: u32 = 16;
 const BUCKETS: usize = 1 << BUCKET_BITS;
@@ -41,10 +43,16 @@ pub enum Membership {
     Unknown,
 }
 
+/// Words of the slots' page bitmap: one bit per 4 KiB page of their 4 MiB.
+const SLOT_PAGE_WORDS: usize = BUCKETS * SLOTS_PER_BUCKET * 8 / 4096 / 64;
+
 /// A lock-free set of sampled block addresses (see the module docs).
 pub struct SampledSet {
     slots: *const AtomicU64,
     counts: *const AtomicU8,
+    /// Which pages of slots were written: a new page is written before it
+    /// is read (see [`FirstTouch`]).
+    slot_pages: FirstTouch<SLOT_PAGE_WORDS>,
 }
 
 // SAFETY: the table is atomics in a mapping that lives as long as the process.
@@ -78,8 +86,12 @@ pub fn surely_unsampled(addr: u64) -> bool {
 }
 
 impl SampledSet {
-    /// Maps the table: 4 MiB of slots and 64 KiB of counts, in address
-    /// space reserved without backing, touched as used. Runs under the guard.
+    /// Maps the table: 4 MiB of slots, in address space reserved without
+    /// backing and touched as used, and 64 KiB of counts, backed at once
+    /// where the kernel can (every `free` reads them, so a count page left
+    /// to the first read would be the shared zero page, which the first
+    /// insert then replaces at the cost of a TLB shootdown, see
+    /// [`FirstTouch`]). Runs under the guard.
     pub fn new() -> Option<SampledSet> {
         let slot_bytes = BUCKETS * SLOTS_PER_BUCKET * 8;
         // SAFETY: an anonymous private mapping with no address hint.
@@ -96,10 +108,20 @@ impl SampledSet {
         if p == libc::MAP_FAILED {
             return None;
         }
+        // SAFETY: the counts follow the slots inside the mapping.
+        let counts = unsafe { p.cast::<u8>().add(slot_bytes) };
+        // SAFETY: populates (zeroed, writable) pages of this mapping only;
+        // errno is thread-local. Kernels before 5.14 refuse (EINVAL, not
+        // left in the program's errno); their pages are touched as used.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::madvise(counts.cast(), BUCKETS, libc::MADV_POPULATE_WRITE);
+            *libc::__errno_location() = errno;
+        }
         Some(SampledSet {
             slots: p.cast(),
-            // SAFETY: the counts follow the slots inside the mapping.
-            counts: unsafe { p.cast::<u8>().add(slot_bytes).cast() },
+            counts: counts.cast(),
+            slot_pages: FirstTouch::new(),
         })
     }
 
@@ -145,6 +167,8 @@ impl SampledSet {
         let bucket = Self::bucket(addr);
         for i in 0..SLOTS_PER_BUCKET {
             let cell = self.slot(bucket, i);
+            self.slot_pages
+                .before_read(cell, (bucket * SLOTS_PER_BUCKET + i) * 8);
             if cell.load(Ordering::Relaxed) == EMPTY
                 && cell
                     .compare_exchange(EMPTY, addr, Ordering::AcqRel, Ordering::Relaxed)
@@ -192,6 +216,36 @@ mod tests {
             .filter(|&a| SampledSet::bucket(a) == bucket)
             .take(n)
             .collect()
+    }
+
+    /// Minor page faults taken by the calling thread so far.
+    fn thread_minor_faults() -> i64 {
+        // SAFETY: getrusage fills the struct it is given.
+        unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+            usage.ru_minflt
+        }
+    }
+
+    #[test]
+    fn counts_are_backed_and_a_new_slot_page_costs_one_fault() {
+        const PAGES: usize = 100;
+        let set = SampledSet::new().unwrap();
+        // One address per page of slots (64 buckets of 64 bytes per page).
+        let addrs: Vec<u64> = (0..PAGES).map(|p| colliding(p * 64 * 7, 1)[0]).collect();
+        let before = thread_minor_faults();
+        // Every page of counts read, as frees do: already backed.
+        assert!((0..BUCKETS as u64).all(|b| set.count(b as usize).load(Ordering::Relaxed) == 0));
+        assert!(addrs.iter().all(|&a| set.insert(a)));
+        let faults = thread_minor_faults() - before;
+        // Reading then claiming each page would fault twice per page, plus
+        // once per page of counts read, and again when first counted in.
+        assert!(
+            faults <= PAGES as i64 + 10,
+            "{faults} faults for {PAGES} new pages of slots"
+        );
+        assert!(addrs.iter().all(|&a| set.remove(a) == Membership::Sampled));
     }
 
     #[test]
