@@ -70,6 +70,18 @@ impl<const WORDS: usize> FirstTouch<WORDS> {
     }
 }
 
+/// Minor page faults taken by the calling thread so far: what the tests of
+/// the tables that use [`FirstTouch`] count.
+#[cfg(test)]
+pub fn thread_minor_faults() -> i64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage.ru_minflt
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,6 +208,7 @@ impl SampledSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::first_touch::thread_minor_faults;
 
     /// `n` distinct addresses that all hash to `bucket`.
     fn colliding(bucket: usize, n: usize) -> Vec<u64> {
@@ -216,16 +217,6 @@ mod tests {
             .filter(|&a| SampledSet::bucket(a) == bucket)
             .take(n)
             .collect()
-    }
-
-    /// Minor page faults taken by the calling thread so far.
-    fn thread_minor_faults() -> i64 {
-        // SAFETY: getrusage fills the struct it is given.
-        unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
-            usage.ru_minflt
-        }
     }
 
     #[test]

@@ -203,16 +203,7 @@ impl SeenSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Minor page faults taken by the calling thread so far.
-    fn thread_minor_faults() -> i64 {
-        // SAFETY: getrusage fills the struct it is given.
-        unsafe {
-            let mut usage: libc::rusage = std::mem::zeroed();
-            assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
-            usage.ru_minflt
-        }
-    }
+    use crate::first_touch::thread_minor_faults;
 
     #[test]
     fn ids_are_new_once_until_the_set_is_cleared() {

@@ -502,6 +502,19 @@ mod tests {
         events
     }
 
+    /// The kinds of the events written so far, in order.
+    fn kinds_written(reader: &File) -> Vec<&'static str> {
+        read_events(reader.try_clone().unwrap())
+            .iter()
+            .map(|e| match e {
+                Event::Alloc(_) => "alloc",
+                Event::Stats(_) => "stats",
+                Event::End(_) => "end",
+                _ => "other",
+            })
+            .collect()
+    }
+
     /// One test, since the slot is global: ownership and what gets written.
     #[test]
     fn one_holder_at_a_time_writes_what_was_queued() {
@@ -551,16 +564,7 @@ mod tests {
         assert_eq!(writer.round(&ch, 8, None).unwrap(), 0);
         assert!(ch.events.is_empty(), "what came after the End is dropped");
 
-        let kinds: Vec<&str> = read_events(reader)
-            .iter()
-            .map(|e| match e {
-                Event::Alloc(_) => "alloc",
-                Event::Stats(_) => "stats",
-                Event::End(_) => "end",
-                _ => "other",
-            })
-            .collect();
-        assert_eq!(kinds, ["alloc", "stats", "end"]);
+        assert_eq!(kinds_written(&reader), ["alloc", "stats", "end"]);
     }
 
     /// A wait for the queue alone does not call for statistics (taking them
@@ -568,17 +572,6 @@ mod tests {
     #[test]
     fn a_wait_brings_statistics_forward_only_to_the_end() {
         let (file, reader) = stream_file("wait");
-        let kinds = || -> Vec<&str> {
-            read_events(reader.try_clone().unwrap())
-                .iter()
-                .map(|e| match e {
-                    Event::Alloc(_) => "alloc",
-                    Event::Stats(_) => "stats",
-                    Event::End(_) => "end",
-                    _ => "other",
-                })
-                .collect()
-        };
         let mut writer = Writer::new(Sink::File(file), Encoder::default());
         let ch = channel(8, 1);
         // Not due by time (just sent), but the program waited.
@@ -586,12 +579,12 @@ mod tests {
         writer.wait_sent = u64::MAX;
         ch.events.push(malloc_event(0x40)).unwrap();
         assert_eq!(writer.round(&ch, 8, None).unwrap(), 1);
-        assert_eq!(kinds(), ["alloc"]);
+        assert_eq!(kinds_written(&reader), ["alloc"]);
         let mut end = RawEvent::simple(RawKind::EndExit, 1, 0);
         end.aux = 1;
         ch.events.push(end).unwrap();
         assert_eq!(writer.round(&ch, 8, None).unwrap(), 1);
-        assert_eq!(kinds(), ["alloc", "stats", "end"]);
+        assert_eq!(kinds_written(&reader), ["alloc", "stats", "end"]);
     }
 
     /// A stack is queued just before the event that uses it, by another
