@@ -48,7 +48,7 @@ mod wake;
 mod writer;
 
 #[global_allocator]
-static ALLOCATOR: allocator::ShimAllocator = allocator::ShimAllocator;
+static ALLOCATOR: allocator::RealAllocator = allocator::RealAllocator;
 
 /// Writes one `memshim: …` line to stderr without touching the host's stdio buffers.
 pub(crate) fn warn(msg: &str) {
