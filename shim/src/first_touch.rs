@@ -13,7 +13,8 @@
 //!
 //! A hash table reads a slot before it claims it, so every new page took the
 //! expensive path: in gcc's `cc1` (6,500 distinct stacks scattered over the
-//! 8 MiB interning table) those shootdowns were 7% of the compiler's time.
+//! 8 MiB interning table) those shootdowns were 7% of the profile samples of
+//! the compiler's process under the shim.
 //! A bitmap of the pages already touched lets a lookup write first (an atomic
 //! compare-and-swap of 0 with 0, which changes nothing) when its page is new, at the price
 //! of one cached load when it is not.
