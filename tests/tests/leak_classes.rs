@@ -38,10 +38,6 @@ fn compare(file: &str, tally: &str, base: &str, base_tally: &str) {
     );
 }
 
-/// Fails today for a reason in the shim's scan: natively, 2 of the 3 directly
-/// leaked 100-byte blocks come out "possibly lost" (memcheck: definitely),
-/// i.e. the scan finds interior pointers to them that memcheck, with its own
-/// allocator, never sees (glibc malloc's own chunk pointers are the suspect).
 #[test]
 fn c_program_classes_equal_memcheck() {
     compare("leak_classes.c", "leak_classes", BASE_C, "empty");

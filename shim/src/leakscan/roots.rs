@@ -53,7 +53,15 @@ pub fn module_data(own: u64) -> Vec<Range> {
 /// Size of struct pthread and the TCB header scanned above the thread pointer.
 const TCB_SCAN: u64 = 2304;
 
-/// The calling thread's static TLS block and control block.
+/// The calling thread's static thread-local storage and control block: from
+/// the lowest TLS block of a loaded object, just below the thread pointer, to
+/// the end of glibc's `struct pthread` above it.
+///
+/// The start is not the thread pointer less glibc's static TLS size: that
+/// size counts the control block too, so the range would begin below the
+/// thread's TLS allocation, in whatever memory precedes it (the shim's own
+/// heap can map there, and its copy of the live set would make every block
+/// reachable).
 pub fn own_tls() -> Option<Range> {
     type StaticInfo = unsafe extern "C" fn(*mut usize, *mut usize);
     // SAFETY: a lookup by name; the symbol, when present, has this signature
@@ -66,7 +74,30 @@ pub fn own_tls() -> Option<Range> {
     // SAFETY: as above; two valid out-pointers.
     unsafe { std::mem::transmute::<*mut c_void, StaticInfo>(info)(&mut size, &mut align) };
     let tp = thread_pointer()?;
-    Some((tp.saturating_sub(size as u64), tp + TCB_SCAN))
+    let lowest = lowest_tls_block(tp.saturating_sub(size as u64), tp).unwrap_or(tp);
+    Some((lowest, tp + TCB_SCAN))
+}
+
+/// The lowest of the calling thread's module TLS blocks within `[lo, hi)`
+/// (the static ones; a dynamically allocated block lies elsewhere).
+fn lowest_tls_block(lo: u64, hi: u64) -> Option<u64> {
+    let mut state: (u64, u64, Option<u64>) = (lo, hi, None);
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+        let (lo, hi, lowest) = &mut *(data as *mut (u64, u64, Option<u64>));
+        let block = (*info).dlpi_tls_data as u64;
+        if (*lo..*hi).contains(&block) {
+            *lowest = Some(lowest.map_or(block, |l| l.min(block)));
+        }
+        0
+    }
+    // SAFETY: the callback only reads the TLS address of the info it is handed.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(each),
+            (&mut state as *mut (u64, u64, Option<u64>)).cast(),
+        )
+    };
+    state.2
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -82,4 +113,32 @@ fn thread_pointer() -> Option<u64> {
 #[cfg(not(target_arch = "x86_64"))]
 fn thread_pointer() -> Option<u64> {
     None
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_local_storage_range_holds_the_threads_variables_and_starts_at_a_block() {
+        let (lo, hi) = own_tls().expect("glibc gives the static TLS size");
+        // SAFETY: returns the address of this thread's errno, in libc's TLS block.
+        let errno = unsafe { libc::__errno_location() } as u64;
+        assert!(
+            (lo..hi).contains(&errno),
+            "{errno:#x} outside {lo:#x}..{hi:#x}"
+        );
+        let tp = thread_pointer().unwrap();
+        assert!((lo..hi).contains(&tp));
+        assert_eq!(
+            lowest_tls_block(lo, tp),
+            Some(lo),
+            "starts at the lowest block"
+        );
+        assert!(
+            tp - lo < 64 * 1024,
+            "{:#x} bytes below the thread pointer",
+            tp - lo
+        );
+    }
 }
