@@ -48,7 +48,7 @@ mod wake;
 mod writer;
 
 #[global_allocator]
-static ALLOCATOR: allocator::RealAllocator = allocator::RealAllocator;
+static ALLOCATOR: allocator::ShimAllocator = allocator::ShimAllocator;
 
 /// Writes one `memshim: …` line to stderr without touching the host's stdio buffers.
 pub(crate) fn warn(msg: &str) {
