@@ -53,6 +53,9 @@ const READ_ALWAYS: u8 = 0;
 /// A logged read that restored `bp`: an input only while `bp` is live after
 /// its step.
 const READ_BP: u8 = 1;
+/// A logged read that restored `bp` where `bp` is dead after its step: not
+/// an input ([`Record::finish`] finds them).
+const READ_DEAD: u8 = 2;
 
 /// How close (in bytes) a caller's stack pointer must be to a frame's `bp`
 /// for the step to be taken as having used `bp`.
@@ -69,6 +72,9 @@ pub struct Step {
     pub bp: u64,
     /// Reads logged up to the end of unwinding this frame (cumulative).
     pub reads_end: u32,
+    /// Whether `bp` is live on entry to this frame's step, i.e. an input of
+    /// the unwind from here outwards (set by [`Record::finish`]).
+    pub bp_live: bool,
 }
 
 /// One recorded unwind of a thread's stack.
@@ -86,10 +92,13 @@ pub struct Record {
     pub steps: [Step; MAX_STEPS],
     /// Logged stack reads: (address, value).
     pub reads: [(u64, u64); MAX_READS],
-    /// What each logged read is an input of (`READ_ALWAYS`, `READ_BP`).
+    /// What each logged read is an input of (`READ_ALWAYS`, `READ_BP`,
+    /// `READ_DEAD`).
     pub kinds: [u8; MAX_READS],
     /// How many of `reads` are valid.
     pub reads_len: usize,
+    /// Whether `bp` liveness is known for every step ([`Record::finish`]).
+    pub finished: bool,
 }
 
 impl Record {
@@ -99,6 +108,7 @@ impl Record {
         self.complete = false;
         self.len = 0;
         self.reads_len = 0;
+        self.finished = false;
     }
 
     /// Logs a read; an overflowing log makes the record unusable.
@@ -121,6 +131,7 @@ impl Record {
             sp,
             bp,
             reads_end: self.reads_len as u32,
+            bp_live: true,
         };
         self.len += 1;
     }
@@ -181,7 +192,7 @@ impl Record {
             return None;
         }
         let (ip, sp, bp) = state;
-        // Frame 0 is the capture's own instruction pointer, never a match.
+        // Frame 0 is the capture's own instruction pointer: see `reusable_whole`.
         *cursor = (*cursor).max(1);
         while *cursor < self.len && self.steps[*cursor].sp < sp {
             *cursor += 1;
@@ -191,29 +202,65 @@ impl Record {
         if (s.ip, s.sp) != (ip, sp) {
             return None;
         }
-        let from = self.steps[j - 1].reads_end as usize;
-        // The common case first, in one tight pass: nothing changed at all.
-        if s.bp == bp
+        self.holds_from(j, bp, read).then_some(j)
+    }
+
+    /// Whether the whole record is the unwind of a capture starting in this
+    /// state (its frame 0: the capture's own instruction pointer, stack and
+    /// frame pointer), every read still holding: the stack has not changed
+    /// since, from the capture's frame outwards, and the record can stand
+    /// for the new unwind as it is.
+    pub fn reusable_whole(
+        &self,
+        generation: u64,
+        state: (u64, u64, u64),
+        read: impl Fn(u64) -> Option<u64>,
+    ) -> bool {
+        let (ip, sp, bp) = state;
+        self.generation == generation
+            && self.len > 0
+            && (self.steps[0].ip, self.steps[0].sp) == (ip, sp)
+            && self.holds_from(0, bp, read)
+    }
+
+    /// Where the reads logged while unwinding frame `k` begin.
+    fn reads_start(&self, k: usize) -> usize {
+        k.checked_sub(1)
+            .map_or(0, |p| self.steps[p].reads_end as usize)
+    }
+
+    /// Whether the unwind from frame `j` on, entered with frame pointer
+    /// `bp`, still holds: every read that is an input still has its value,
+    /// and so does `bp` if it is live there. The record must be finished.
+    fn holds_from(&self, j: usize, bp: u64, read: impl Fn(u64) -> Option<u64>) -> bool {
+        let from = self.reads_start(j);
+        (!self.steps[j].bp_live || self.steps[j].bp == bp)
             && self.reads[from..self.reads_len]
                 .iter()
-                .all(|&(addr, value)| read(addr) == Some(value))
-        {
-            return Some(j);
+                .zip(&self.kinds[from..self.reads_len])
+                .all(|(&(addr, value), &kind)| kind == READ_DEAD || read(addr) == Some(value))
+    }
+
+    /// Works out, outermost frame first, where `bp` is live, and marks the
+    /// reads that restored a dead `bp` as no inputs: once per record, so
+    /// that every later check is a single pass. Frames spliced from a
+    /// finished record come out the same (liveness after a step depends
+    /// only on the steps outside it).
+    pub fn finish(&mut self) {
+        if self.finished {
+            return;
         }
-        // Else, outermost first, so that whether `bp` is live after each
-        // step is known when its reads are checked.
         let mut bp_live = true;
-        for k in (j..self.len).rev() {
-            let reads = self.steps[k - 1].reads_end as usize..self.steps[k].reads_end as usize;
-            for r in reads {
-                let (addr, value) = self.reads[r];
-                if (self.kinds[r] == READ_ALWAYS || bp_live) && read(addr) != Some(value) {
-                    return None;
+        for k in (0..self.len).rev() {
+            for r in self.reads_start(k)..self.steps[k].reads_end as usize {
+                if self.kinds[r] != READ_ALWAYS {
+                    self.kinds[r] = if bp_live { READ_BP } else { READ_DEAD };
                 }
             }
             bp_live = self.bp_live_before(k, bp_live);
+            self.steps[k].bp_live = bp_live;
         }
-        (!bp_live || s.bp == bp).then_some(j)
+        self.finished = true;
     }
 
     /// Appends `other`'s frames from `j` on (and their reads) to this record,
@@ -256,8 +303,18 @@ impl Memo {
         unsafe { Box::new_zeroed().assume_init() }
     }
 
-    /// (previous record, record to write), after which the roles swap.
+    /// The previous unwind, as the next [`Memo::begin`] would give it,
+    /// finished.
+    pub fn previous(&mut self) -> &Record {
+        let previous = &mut self.records[self.previous];
+        previous.finish();
+        previous
+    }
+
+    /// (previous record (finished), record to write), after which the roles
+    /// swap.
     pub fn begin(&mut self) -> (&Record, &mut Record) {
+        self.records[self.previous].finish();
         let [a, b] = &mut self.records;
         let pair = if self.previous == 0 {
             (&*a, b)
@@ -328,9 +385,8 @@ mod tests {
         ])
     }
 
-    fn reusable(memo: &Memo, stack: &HashMap<u64, u64>, state: (u64, u64, u64)) -> bool {
-        // What the next `begin` would give as the previous record.
-        let previous = &memo.records[memo.previous];
+    fn reusable(memo: &mut Memo, stack: &HashMap<u64, u64>, state: (u64, u64, u64)) -> bool {
+        let previous = memo.previous();
         let mut cursor = 0;
         previous
             .reusable_from(GEN, state, &mut cursor, |a| stack.get(&a).copied())
@@ -340,26 +396,26 @@ mod tests {
     #[test]
     fn words_that_are_not_inputs_are_not_compared() {
         let mut stack = stack();
-        let (memo, (ip, sp, _)) = record(&stack, false);
-        assert!(reusable(&memo, &stack, (ip, sp, 9)), "same stack");
+        let (mut memo, (ip, sp, _)) = record(&stack, false);
+        assert!(reusable(&mut memo, &stack, (ip, sp, 9)), "same stack");
         // Frame 1 restores bp before anything uses it: its bp is dead.
-        assert!(reusable(&memo, &stack, (ip, sp, 1234)), "other dead bp");
+        assert!(reusable(&mut memo, &stack, (ip, sp, 1234)), "other dead bp");
         // A saved rbx is never an input.
         stack.insert(SP + 0x08, 78);
-        assert!(reusable(&memo, &stack, (ip, sp, 9)), "other saved rbx");
+        assert!(reusable(&mut memo, &stack, (ip, sp, 9)), "other saved rbx");
     }
 
     #[test]
     fn words_that_are_inputs_are_compared() {
-        let (memo, (ip, sp, bp)) = record(&stack(), false);
+        let (mut memo, (ip, sp, bp)) = record(&stack(), false);
         // The bp frame 1 restores is live to the end of the stack.
         let mut stack = stack();
         stack.insert(SP + 0x20, 12);
-        assert!(!reusable(&memo, &stack, (ip, sp, bp)), "restored bp");
+        assert!(!reusable(&mut memo, &stack, (ip, sp, bp)), "restored bp");
         let mut stack = self::stack();
         stack.insert(SP + 0x28, 0x400300);
-        assert!(!reusable(&memo, &stack, (ip, sp, bp)), "return address");
-        assert!(!reusable(&memo, &self::stack(), (ip + 1, sp, bp)), "ip");
+        assert!(!reusable(&mut memo, &stack, (ip, sp, bp)), "return address");
+        assert!(!reusable(&mut memo, &self::stack(), (ip + 1, sp, bp)), "ip");
     }
 
     #[test]
@@ -371,8 +427,31 @@ mod tests {
         stack.insert(fp, 0);
         stack.insert(fp + 8, 0x400200);
         stack.insert(fp + 24, 0);
-        let (memo, (ip, sp, bp)) = record(&stack, true);
-        assert!(reusable(&memo, &stack, (ip, sp, bp)), "same stack");
-        assert!(!reusable(&memo, &stack, (ip, sp, bp + 16)), "other bp");
+        let (mut memo, (ip, sp, bp)) = record(&stack, true);
+        assert!(reusable(&mut memo, &stack, (ip, sp, bp)), "same stack");
+        assert!(!reusable(&mut memo, &stack, (ip, sp, bp + 16)), "other bp");
+    }
+
+    #[test]
+    fn an_unchanged_stack_is_reused_whole_from_the_capture_frame() {
+        let mut stack = stack();
+        let (mut memo, _) = record(&stack, false);
+        let whole = |memo: &mut Memo, stack: &HashMap<u64, u64>, state| {
+            memo.previous()
+                .reusable_whole(GEN, state, |a| stack.get(&a).copied())
+        };
+        // Frame 0's own bp is restored before any use: dead.
+        assert!(whole(&mut memo, &stack, (0x400000, SP, 1234)), "same stack");
+        assert!(!whole(&mut memo, &stack, (0x400000, SP + 8, 5)), "other sp");
+        assert!(!whole(&mut memo, &stack, (0x400004, SP, 5)), "other ip");
+        let other_modules = memo
+            .previous()
+            .reusable_whole(GEN + 1, (0x400000, SP, 5), |a| stack.get(&a).copied());
+        assert!(!other_modules, "another module snapshot");
+        stack.insert(SP + 0x18, 0x400104);
+        assert!(
+            !whole(&mut memo, &stack, (0x400000, SP, 5)),
+            "return address"
+        );
     }
 }

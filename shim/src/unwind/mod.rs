@@ -166,9 +166,27 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
     let thread = unsafe { &mut *(tls.cache as *mut ThreadUnwinder) };
     for attempt in 0..2 {
         out.len = 0;
-        let (previous, record) = thread.memo.begin();
+        let memo = &mut thread.memo;
         let cache = &mut thread.cache;
         let rescan = registry::with_snapshot(tls.slot, |snap| {
+            let memo_on = MEMO.load(Ordering::Relaxed);
+            // The same stack as the previous capture's, from this frame
+            // outwards (a loop allocating from one place): its record is the
+            // answer, and stays the previous one.
+            let previous = memo.previous();
+            if memo_on && previous.reusable_whole(snap.generation, (pc, sp, bp), read_word) {
+                for s in &previous.steps[..previous.len] {
+                    if !is_own(s.ip) && push(out, s.ip, s.sp, depth) {
+                        return false;
+                    }
+                }
+                if previous.complete {
+                    return false;
+                }
+                // It stopped short (step limit, error): unwind afresh.
+                out.len = 0;
+            }
+            let (previous, record) = memo.begin();
             record.reset(snap.generation);
             let rec: *mut Record = record;
             // Every word the rules read is logged: the memo's validity test.
@@ -185,11 +203,7 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
             let mut regs = UnwindRegsX86_64::new(pc, sp, bp);
             let mut address = FrameAddress::InstructionPointer(pc);
             let mut cursor = 0;
-            let mut reuse_checks = if MEMO.load(Ordering::Relaxed) {
-                MAX_REUSE_CHECKS
-            } else {
-                0
-            };
+            let mut reuse_checks = if memo_on { MAX_REUSE_CHECKS } else { 0 };
             let mut steps = 0;
             while steps < MAX_STEPS {
                 steps += 1;
