@@ -38,8 +38,15 @@
 //!   stack, or was not taken, counts as using it. Both tests err on the side
 //!   of comparing more.
 //!
+//! Which of those words matter depends only on the frames outside each
+//! step, so a record works it out once ([`Record::finish`]) and every later
+//! check is one pass over its reads.
+//!
 //! Two records per thread alternate: the previous one is read while the new
-//! one is written.
+//! one is written. A capture whose whole stack is unchanged, from its own
+//! frame outwards (a loop allocating from one place, the common case),
+//! matches the previous record at frame 0 and keeps it as it is: no
+//! unwinding step and no copy.
 
 use super::MAX_STEPS;
 
