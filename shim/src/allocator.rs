@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dlmalloc::Dlmalloc;
 
+use crate::errno;
+
 /// The shim's global allocator (see the module docs).
 pub struct ShimAllocator;
 
@@ -126,14 +128,11 @@ struct ShimPages;
 
 /// A raw `mmap`/`mremap`/`munmap` system call; `None` on failure.
 fn raw_syscall(number: libc::c_long, args: [usize; 5]) -> Option<usize> {
-    // SAFETY: errno is thread-local and always accessible; the system call
-    // only acts on the mappings named by its arguments.
-    unsafe {
-        let errno = *libc::__errno_location();
-        let r = libc::syscall(number, args[0], args[1], args[2], args[3], args[4], 0usize);
-        *libc::__errno_location() = errno;
-        (r != -1).then_some(r as usize)
-    }
+    // SAFETY: the system call only acts on the mappings named by its arguments.
+    let r = errno::preserved(|| unsafe {
+        libc::syscall(number, args[0], args[1], args[2], args[3], args[4], 0usize)
+    });
+    (r != -1).then_some(r as usize)
 }
 
 // SAFETY: hands out fresh private anonymous mappings (zeroed, page-aligned)

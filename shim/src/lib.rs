@@ -27,6 +27,7 @@ mod bootstrap;
 mod clock;
 mod config;
 mod descriptors;
+mod errno;
 mod first_touch;
 mod hooks;
 mod leakscan;

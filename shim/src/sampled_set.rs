@@ -21,6 +21,7 @@
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
+use crate::errno;
 use crate::first_touch::FirstTouch;
 
 /// log2 of the number of buckets.
@@ -110,14 +111,12 @@ impl SampledSet {
         }
         // SAFETY: the counts follow the slots inside the mapping.
         let counts = unsafe { p.cast::<u8>().add(slot_bytes) };
-        // SAFETY: populates (zeroed, writable) pages of this mapping only;
-        // errno is thread-local. Kernels before 5.14 refuse (EINVAL, not
-        // left in the program's errno); their pages are touched as used.
-        unsafe {
-            let errno = *libc::__errno_location();
-            libc::madvise(counts.cast(), BUCKETS, libc::MADV_POPULATE_WRITE);
-            *libc::__errno_location() = errno;
-        }
+        // SAFETY: populates (zeroed, writable) pages of this mapping only.
+        // Kernels before 5.14 refuse (EINVAL, not left in the program's
+        // errno); their pages are touched as used.
+        errno::preserved(|| unsafe {
+            libc::madvise(counts.cast(), BUCKETS, libc::MADV_POPULATE_WRITE)
+        });
         Some(SampledSet {
             slots: p.cast(),
             counts: counts.cast(),

@@ -11,7 +11,7 @@ use std::ffi::{c_int, c_void};
 
 use crate::real;
 use crate::thread_state::Guard;
-use crate::{announce, unwind};
+use crate::{announce, errno, unwind};
 
 /// Interposed `dlclose(3)`.
 #[no_mangle]
@@ -21,8 +21,7 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
         // been opened through the shim's view yet, and no unwind runs.
         return -1;
     };
-    let errno = *libc::__errno_location();
-    {
+    errno::preserved(|| {
         // If the guard is already held (the shim is active on this thread),
         // the work below is unrecorded anyway.
         let guard = Guard::enter();
@@ -33,14 +32,11 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
             announce::now();
         }
         unwind::before_dlclose();
-    }
-    *libc::__errno_location() = errno;
+    });
     let rc = real_dlclose(handle);
-    let errno = *libc::__errno_location();
-    {
+    errno::preserved(|| {
         let _guard = Guard::enter();
         unwind::after_dlclose();
-    }
-    *libc::__errno_location() = errno;
+    });
     rc
 }

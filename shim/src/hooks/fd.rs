@@ -5,7 +5,7 @@
 use std::ffi::{c_int, c_uint};
 
 use crate::real;
-use crate::{descriptors, sender};
+use crate::{descriptors, errno, sender};
 
 /// Fails the call as the kernel would for a descriptor that is not open.
 unsafe fn bad_descriptor() -> c_int {
@@ -73,16 +73,16 @@ pub unsafe extern "C" fn closefrom(lowfd: c_int) {
     let Some(highest_own) = highest_own else {
         return real_closefrom(lowfd);
     };
-    let errno = *libc::__errno_location();
-    if close_range(lowfd.max(0) as c_uint, highest_own as c_uint, 0) != 0 {
-        // A kernel without close_range (before 5.9): one by one.
-        for fd in lowfd.max(0)..highest_own {
-            if !descriptors::is_own(fd) {
-                real_close(fd);
+    errno::preserved(|| {
+        if close_range(lowfd.max(0) as c_uint, highest_own as c_uint, 0) != 0 {
+            // A kernel without close_range (before 5.9): one by one.
+            for fd in lowfd.max(0)..highest_own {
+                if !descriptors::is_own(fd) {
+                    real_close(fd);
+                }
             }
         }
-    }
-    *libc::__errno_location() = errno;
+    });
     real_closefrom(highest_own + 1);
 }
 

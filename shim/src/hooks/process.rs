@@ -5,9 +5,9 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::lifecycle;
 use crate::real::{self, MainFn};
 use crate::recorder;
+use crate::{errno, lifecycle};
 
 /// Interposed `fork(2)`: the parent notes the child in its stream; the child
 /// starts a stream of its own that inherits the parent's state.
@@ -21,9 +21,7 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
     if pid == 0 {
         lifecycle::after_fork_child(parent);
     } else if pid > 0 {
-        let errno = *libc::__errno_location();
-        recorder::forked(pid);
-        *libc::__errno_location() = errno;
+        errno::preserved(|| recorder::forked(pid));
     }
     pid
 }
