@@ -56,8 +56,9 @@ fn high_base() -> i32 {
     soft.min(RANGE).saturating_sub(RESERVE).max(3) as i32
 }
 
-/// A close-on-exec duplicate of `fd` at a high number, or -1.
-fn duplicate_high(fd: i32) -> i32 {
+/// A close-on-exec duplicate of `fd` at a high number, or -1: where the
+/// shim's descriptors go, and move to in [`vacate`].
+pub fn duplicate_high(fd: i32) -> i32 {
     // SAFETY: fcntl on any number is safe; it fails on a closed one.
     let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, high_base()) };
     if high >= 0 {
@@ -149,11 +150,6 @@ pub fn vacate(fd: i32, move_to: impl FnOnce(usize) -> i32) {
     close_raw(fd);
 }
 
-/// For [`vacate`]: a high duplicate of `fd` to move to, or -1.
-pub fn relocated(fd: i32) -> i32 {
-    duplicate_high(fd)
-}
-
 /// Closes and forgets the shim's descriptor for `role`, if any.
 pub fn release(role: usize) {
     let fd = OWN[role].swap(-1, Ordering::AcqRel);
@@ -187,7 +183,7 @@ mod tests {
             assert_eq!(libc::fcntl(fds[1], libc::F_GETFD), -1);
             assert_eq!(libc::fcntl(own, libc::F_GETFD), libc::FD_CLOEXEC);
         }
-        vacate(own, |_| relocated(own));
+        vacate(own, |_| duplicate_high(own));
         let moved = get(REPLY).expect("moved");
         assert_ne!(moved, own);
         assert!(is_own(moved) && !is_own(own));

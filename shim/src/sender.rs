@@ -190,7 +190,7 @@ pub fn vacate_descriptor(fd: i32) {
     let Some(_guard) = Guard::enter() else { return };
     descriptors::vacate(fd, |role| {
         if role != descriptors::SINK {
-            return descriptors::relocated(fd);
+            return descriptors::duplicate_high(fd);
         }
         loop {
             if let Some(mut writer) = writer::take() {

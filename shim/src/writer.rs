@@ -197,7 +197,7 @@ impl Writer {
         Ok(drained)
     }
 
-    /// Moves the sink to a new descriptor ([`descriptors::relocated`]) and
+    /// Moves the sink to a new descriptor ([`descriptors::duplicate_high`]) and
     /// returns its number, or -1 if none was free: the sink is then gone and
     /// the next round fails, ending the stream. The old descriptor is left
     /// open, for the caller to close.
@@ -205,7 +205,7 @@ impl Writer {
         let Some(fd) = self.sink.raw_fd() else {
             return -1;
         };
-        let moved = descriptors::relocated(fd);
+        let moved = descriptors::duplicate_high(fd);
         let new_sink = if moved < 0 {
             Sink::Gone
         } else if matches!(self.sink, Sink::Socket(_)) {
