@@ -238,7 +238,8 @@ impl Record {
 
     /// Whether the unwind from frame `j` on, entered with frame pointer
     /// `bp`, still holds: every read that is an input still has its value,
-    /// and so does `bp` if it is live there. The record must be finished.
+    /// and so does `bp` if it is live there. On a record not yet finished
+    /// every `bp` counts as live: stricter, never wrong.
     fn holds_from(&self, j: usize, bp: u64, read: impl Fn(u64) -> Option<u64>) -> bool {
         let from = self.reads_start(j);
         (!self.steps[j].bp_live || self.steps[j].bp == bp)
@@ -318,10 +319,9 @@ impl Memo {
         previous
     }
 
-    /// (previous record (finished), record to write), after which the roles
-    /// swap.
+    /// (previous record, record to write), after which the roles swap. The
+    /// previous record is finished if [`Memo::previous`] was asked for it.
     pub fn begin(&mut self) -> (&Record, &mut Record) {
-        self.records[self.previous].finish();
         let [a, b] = &mut self.records;
         let pair = if self.previous == 0 {
             (&*a, b)

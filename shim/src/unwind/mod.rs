@@ -173,18 +173,20 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
             // The same stack as the previous capture's, from this frame
             // outwards (a loop allocating from one place): its record is the
             // answer, and stays the previous one.
-            let previous = memo.previous();
-            if memo_on && previous.reusable_whole(snap.generation, (pc, sp, bp), read_word) {
-                for s in &previous.steps[..previous.len] {
-                    if !is_own(s.ip) && push(out, s.ip, s.sp, depth) {
+            if memo_on {
+                let previous = memo.previous();
+                if previous.reusable_whole(snap.generation, (pc, sp, bp), read_word) {
+                    for s in &previous.steps[..previous.len] {
+                        if !is_own(s.ip) && push(out, s.ip, s.sp, depth) {
+                            return false;
+                        }
+                    }
+                    if previous.complete {
                         return false;
                     }
+                    // It stopped short (step limit, error): unwind afresh.
+                    out.len = 0;
                 }
-                if previous.complete {
-                    return false;
-                }
-                // It stopped short (step limit, error): unwind afresh.
-                out.len = 0;
             }
             let (previous, record) = memo.begin();
             record.reset(snap.generation);
