@@ -245,25 +245,11 @@ impl Session {
             return;
         }
         let site = self.heap.site_index(a.stack);
-        self.rate.record(a.ts, a.size);
-        self.summary_changes();
-        self.latest.allocated(a.tid, a.addr);
-        let c = &mut self.counters;
-        c.alloc_calls += 1;
-        c.bytes_allocated += a.size;
-        c.blocks_allocated += 1;
-        c.free_calls += 1;
-        c.blocks_freed += 1;
-        let s = self.heap.site_at(site);
-        s.alloc_calls += 1;
-        s.bytes_allocated += a.size;
-        s.sizes.record(a.size);
-        s.size_dist.record(a.size);
+        self.count_alloc(a, site);
         self.heap.pass_through(site, a.stack);
         self.touch(f.ts);
-        if self.latest.freed(f.tid, f.addr) {
-            self.heap.site_at(site).temporary += 1;
-        }
+        self.counters.free_calls += 1;
+        self.counters.blocks_freed += 1;
         let block = LiveBlock {
             size: a.size,
             usable: a.usable_size,
@@ -271,7 +257,7 @@ impl Session {
             ts: a.ts,
             chain: 0,
         };
-        self.record_lifetime(&block, site, f.ts);
+        self.retire(f, &block, site);
     }
 
     #[inline(never)]
@@ -455,6 +441,24 @@ impl Session {
             }
             self.settle(p, a.ts, None);
         }
+        self.count_alloc(a, site);
+        let block = LiveBlock {
+            size: a.size,
+            usable: a.usable_size,
+            stack: a.stack,
+            ts: a.ts,
+            chain,
+        };
+        if self.heap.insert_at(a.addr, block, site).is_some() {
+            self.counters.duplicate_allocs += 1;
+        }
+    }
+
+    /// What every allocation counts, whether its block enters the live set
+    /// ([`Session::alloc`]) or not ([`Session::apply_pair`]): the rate, the
+    /// thread's latest block, the counters and the figures of its site.
+    #[inline]
+    fn count_alloc(&mut self, a: &Alloc, site: SiteIndex) {
         self.rate.record(a.ts, a.size);
         self.summary_changes();
         self.latest.allocated(a.tid, a.addr);
@@ -475,16 +479,16 @@ impl Session {
         s.bytes_allocated += a.size;
         s.sizes.record(a.size);
         s.size_dist.record(a.size);
-        let block = LiveBlock {
-            size: a.size,
-            usable: a.usable_size,
-            stack: a.stack,
-            ts: a.ts,
-            chain,
-        };
-        if self.heap.insert_at(a.addr, block, site).is_some() {
-            self.counters.duplicate_allocs += 1;
+    }
+
+    /// What the end of a block of `site`, freed by `f` (not by a `realloc`),
+    /// counts: a temporary if it was its thread's latest, and its lifetime.
+    #[inline]
+    fn retire(&mut self, f: &Free, block: &LiveBlock, site: SiteIndex) {
+        if self.latest.freed(f.tid, f.addr) {
+            self.heap.site_at(site).temporary += 1;
         }
+        self.record_lifetime(block, site, f.ts);
     }
 
     #[inline]
@@ -511,10 +515,7 @@ impl Session {
                 },
             );
         } else {
-            if self.latest.freed(f.tid, f.addr) {
-                self.heap.site_at(site).temporary += 1;
-            }
-            self.record_lifetime(&block, site, f.ts);
+            self.retire(f, &block, site);
         }
     }
 
