@@ -211,8 +211,6 @@ pub struct Mmap {
     pub flags: i32,
     /// File descriptor, -1 for anonymous mappings.
     pub fd: i32,
-    /// Call stack of the mapping call.
-    pub stack: StackId,
 }
 
 /// A mapped range about to be released.

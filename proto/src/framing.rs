@@ -26,7 +26,7 @@ pub const STREAM_MAGIC: [u8; 8] = *b"MEMSHIM\x00";
 
 /// Version of the event format. Bump it on any incompatible change to
 /// [`Event`] or to the wire form.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Length of the stream header in bytes.
 pub const HEADER_LEN: usize = 12;

@@ -394,7 +394,6 @@ fn convert(r: RawEvent, ts: u64) -> Event {
             prot: (r.aux >> 32) as i32,
             flags: r.aux as u32 as i32,
             fd: r.aux2 as i64 as i32,
-            stack: r.stack,
         }),
         RawKind::Munmap => Event::Munmap(Munmap {
             ts,

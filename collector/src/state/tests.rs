@@ -181,7 +181,6 @@ fn partial_munmap_and_mmap_totals() {
                 libc::MAP_PRIVATE
             },
             fd,
-            stack: 9,
         })
     };
     let s = run(vec![

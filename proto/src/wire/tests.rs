@@ -206,7 +206,6 @@ impl Stream {
                 prot: -1,
                 flags: v as i32,
                 fd: -1,
-                stack: v,
             }),
             7 => Event::Munmap(Munmap {
                 ts,
