@@ -4,8 +4,13 @@
 //! Every `free` asks this set, so the usual answer ("not sampled") must cost
 //! one load from a small, cache-resident table. Addresses hash to buckets of
 //! [`SLOTS_PER_BUCKET`] slots (one cache line); beside the slots, one byte
-//! per bucket counts its members. A zero count answers at once; only a
-//! bucket that holds sampled blocks is searched.
+//! per bucket counts its members, and one byte per group of
+//! [`BUCKETS_PER_GROUP`] neighbouring buckets counts the group's. `free`
+//! reads the group count, from a table of 8 KiB that stays in the nearest
+//! caches of a program whose own data is large (the 64 KiB of bucket counts,
+//! read at random, missed them: `free` then cost cc1 twice as much); a zero
+//! answers at once. Otherwise the bucket's count is read, and only a bucket
+//! that holds sampled blocks is searched.
 //!
 //! Buckets never spill into their neighbours, so a removal simply empties its
 //! slot: there are no tombstones to pile up over a long run, and lookups stay
@@ -27,10 +32,14 @@ use crate::first_touch::FirstTouch;
 /// log2 of the number of buckets.
 const BUCKET_BITS: u32 = 16;
 const BUCKETS: usize = 1 << BUCKET_BITS;
+/// Neighbouring buckets that share one group count.
+pub const BUCKETS_PER_GROUP: usize = 8;
+const GROUPS: usize = BUCKETS / BUCKETS_PER_GROUP;
 /// Slots per bucket: eight 8-byte addresses, one cache line.
 pub const SLOTS_PER_BUCKET: usize = 8;
 const EMPTY: u64 = 0;
-/// Set in a bucket's count byte once an insert found the bucket full.
+/// Set in a bucket's count byte, and in its group's, once an insert found
+/// the bucket full (a group counts at most 64 members, below this bit).
 const OVERFLOWED: u8 = 0x80;
 
 /// What the set knows of an address.
@@ -51,6 +60,7 @@ const SLOT_PAGE_WORDS: usize = BUCKETS * SLOTS_PER_BUCKET * 8 / 4096 / 64;
 pub struct SampledSet {
     slots: *const AtomicU64,
     counts: *const AtomicU8,
+    groups: *const AtomicU8,
     /// Which pages of slots were written: a new page is written before it
     /// is read (see [`FirstTouch`]).
     slot_pages: FirstTouch<SLOT_PAGE_WORDS>,
@@ -61,35 +71,38 @@ unsafe impl Sync for SampledSet {}
 unsafe impl Send for SampledSet {}
 
 static GLOBAL: AtomicPtr<SampledSet> = AtomicPtr::new(std::ptr::null_mut());
-/// The installed set's counts, for [`surely_unsampled`]: one load fewer on
-/// every `free` than going through [`GLOBAL`].
-static GLOBAL_COUNTS: AtomicPtr<AtomicU8> = AtomicPtr::new(std::ptr::null_mut());
+/// The installed set's group counts, for [`surely_unsampled`]: one load
+/// fewer on every `free` than going through [`GLOBAL`].
+static GLOBAL_GROUPS: AtomicPtr<AtomicU8> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Counts that say "no sampled block anywhere": see [`no_frees_to_record`].
-static NO_SAMPLES: [AtomicU8; BUCKETS] = [const { AtomicU8::new(0) }; BUCKETS];
+/// Group counts that say "no sampled block anywhere": see [`no_frees_to_record`].
+static NO_SAMPLES: [AtomicU8; GROUPS] = [const { AtomicU8::new(0) }; GROUPS];
 
 /// Makes [`surely_unsampled`] true for every address: for when nothing is
 /// recorded any more, so that every `free` takes its fast path. The set
 /// itself, if any, stays installed (a thread may be using it).
 pub fn no_frees_to_record() {
-    GLOBAL_COUNTS.store(NO_SAMPLES.as_ptr().cast_mut(), Ordering::Release);
+    GLOBAL_GROUPS.store(NO_SAMPLES.as_ptr().cast_mut(), Ordering::Release);
 }
 
 /// The fast test of `free`: true if sampling is on and `addr` is surely not
-/// a sampled block (its bucket is empty), or if nothing is recorded any
-/// more. False in exact mode.
+/// a sampled block (its bucket's group is empty), or if nothing is recorded
+/// any more. False in exact mode.
 #[inline(always)]
 pub fn surely_unsampled(addr: u64) -> bool {
-    let counts = GLOBAL_COUNTS.load(Ordering::Acquire);
-    // SAFETY: an installed set is never freed; the bucket is < BUCKETS.
-    !counts.is_null()
-        && unsafe { (*counts.add(SampledSet::bucket(addr))).load(Ordering::Acquire) } == 0
+    let groups = GLOBAL_GROUPS.load(Ordering::Acquire);
+    // SAFETY: an installed set is never freed; the group is < GROUPS.
+    !groups.is_null()
+        && unsafe {
+            (*groups.add(SampledSet::group(SampledSet::bucket(addr)))).load(Ordering::Acquire)
+        } == 0
 }
 
 impl SampledSet {
     /// Maps the table: 4 MiB of slots, in address space reserved without
-    /// backing and touched as used, and 64 KiB of counts, backed at once
-    /// where the kernel can (every `free` reads them, so a count page left
+    /// backing and touched as used, and 64 KiB of bucket counts and 8 KiB of
+    /// group counts, backed at once where the kernel can (frees read them,
+    /// so a count page left
     /// to the first read would be the shared zero page, which the first
     /// insert then replaces at the cost of a TLB shootdown, see
     /// [`FirstTouch`]). Runs under the guard.
@@ -99,7 +112,7 @@ impl SampledSet {
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                slot_bytes + BUCKETS,
+                slot_bytes + BUCKETS + GROUPS,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -115,18 +128,20 @@ impl SampledSet {
         // Kernels before 5.14 refuse (EINVAL, not left in the program's
         // errno); their pages are touched as used.
         errno::preserved(|| unsafe {
-            libc::madvise(counts.cast(), BUCKETS, libc::MADV_POPULATE_WRITE)
+            libc::madvise(counts.cast(), BUCKETS + GROUPS, libc::MADV_POPULATE_WRITE)
         });
         Some(SampledSet {
             slots: p.cast(),
             counts: counts.cast(),
+            // SAFETY: the group counts follow the bucket counts.
+            groups: unsafe { counts.add(BUCKETS) }.cast(),
             slot_pages: FirstTouch::new(),
         })
     }
 
     /// Makes `set` the process's set (it lives until the process ends).
     pub fn install(set: SampledSet) {
-        GLOBAL_COUNTS.store(set.counts.cast_mut(), Ordering::Release);
+        GLOBAL_GROUPS.store(set.groups.cast_mut(), Ordering::Release);
         GLOBAL.store(Box::into_raw(Box::new(set)), Ordering::Release);
     }
 
@@ -143,9 +158,21 @@ impl SampledSet {
     }
 
     #[inline(always)]
+    fn group(bucket: usize) -> usize {
+        bucket / BUCKETS_PER_GROUP
+    }
+
+    #[inline(always)]
     fn count(&self, bucket: usize) -> &AtomicU8 {
         // SAFETY: `bucket` < BUCKETS, inside the counts.
         unsafe { &*self.counts.add(bucket) }
+    }
+
+    /// The count of `bucket`'s group.
+    #[inline(always)]
+    fn group_count(&self, bucket: usize) -> &AtomicU8 {
+        // SAFETY: `bucket` < BUCKETS, so its group is < GROUPS, inside the group counts.
+        unsafe { &*self.groups.add(Self::group(bucket)) }
     }
 
     #[inline(always)]
@@ -158,7 +185,7 @@ impl SampledSet {
     /// asks of the installed set).
     #[cfg(test)]
     pub fn surely_absent(&self, addr: u64) -> bool {
-        self.count(Self::bucket(addr)).load(Ordering::Acquire) == 0
+        self.group_count(Self::bucket(addr)).load(Ordering::Acquire) == 0
     }
 
     /// Adds a sampled address; returns `false` if its bucket was full.
@@ -173,11 +200,16 @@ impl SampledSet {
                     .compare_exchange(EMPTY, addr, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
+                // Both counts rise before `malloc` returns the address,
+                // so no `free` of it can find either at zero.
                 self.count(bucket).fetch_add(1, Ordering::AcqRel);
+                self.group_count(bucket).fetch_add(1, Ordering::AcqRel);
                 return true;
             }
         }
         self.count(bucket).fetch_or(OVERFLOWED, Ordering::AcqRel);
+        self.group_count(bucket)
+            .fetch_or(OVERFLOWED, Ordering::AcqRel);
         false
     }
 
@@ -193,6 +225,7 @@ impl SampledSet {
             if cell.load(Ordering::Acquire) == addr {
                 cell.store(EMPTY, Ordering::Release);
                 self.count(bucket).fetch_sub(1, Ordering::AcqRel);
+                self.group_count(bucket).fetch_sub(1, Ordering::AcqRel);
                 return Membership::Sampled;
             }
         }
@@ -227,6 +260,7 @@ mod tests {
         let before = thread_minor_faults();
         // Every page of counts read, as frees do: already backed.
         assert!((0..BUCKETS as u64).all(|b| set.count(b as usize).load(Ordering::Relaxed) == 0));
+        assert!((0..BUCKETS).all(|b| set.group_count(b).load(Ordering::Relaxed) == 0));
         assert!(addrs.iter().all(|&a| set.insert(a)));
         let faults = thread_minor_faults() - before;
         // Reading then claiming each page would fault twice per page, plus
@@ -250,8 +284,9 @@ mod tests {
             assert_eq!(set.remove(a), Membership::Sampled);
             assert_eq!(set.remove(a), Membership::NotSampled);
         }
-        // Every bucket is empty again: the fast test answers for all.
+        // Every bucket and group is empty again: the fast test answers for all.
         assert!((0..BUCKETS).all(|b| set.count(b).load(Ordering::Relaxed) == 0));
+        assert!((0..BUCKETS).all(|b| set.group_count(b).load(Ordering::Relaxed) == 0));
         assert!(addrs.iter().all(|&a| set.surely_absent(a)));
     }
 
@@ -270,6 +305,38 @@ mod tests {
         // The freed slot takes a new member.
         assert!(set.insert(addrs[SLOTS_PER_BUCKET + 1]));
         assert_eq!(set.remove(addrs[SLOTS_PER_BUCKET + 1]), Membership::Sampled);
+        // Emptied, the bucket and its group still send frees to the search.
+        for &a in addrs
+            .iter()
+            .take(SLOTS_PER_BUCKET)
+            .filter(|&&a| a != addrs[3])
+        {
+            assert_eq!(set.remove(a), Membership::Sampled);
+        }
+        assert_eq!(set.count(7).load(Ordering::Relaxed), OVERFLOWED);
+        assert!(!set.surely_absent(colliding(0, 1)[0]));
+    }
+
+    #[test]
+    fn a_group_is_empty_only_when_all_its_buckets_are() {
+        let set = SampledSet::new().unwrap();
+        // Buckets 16 and 17 share group 2; bucket 24 is in group 3.
+        let (a, b, other) = (
+            colliding(16, 1)[0],
+            colliding(17, 1)[0],
+            colliding(24, 1)[0],
+        );
+        assert!(set.insert(a));
+        // A neighbour in the group is sent to the search, which tells it apart.
+        assert!(!set.surely_absent(b));
+        assert_eq!(set.remove(b), Membership::NotSampled);
+        assert!(set.surely_absent(other));
+        assert!(set.insert(b));
+        assert_eq!(set.remove(a), Membership::Sampled);
+        // `b` still holds the group: its free must not take the fast path.
+        assert!(!set.surely_absent(b));
+        assert_eq!(set.remove(b), Membership::Sampled);
+        assert!(set.surely_absent(a) && set.surely_absent(b));
     }
 
     #[test]
