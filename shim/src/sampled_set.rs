@@ -100,12 +100,13 @@ pub fn surely_unsampled(addr: u64) -> bool {
 
 impl SampledSet {
     /// Maps the table: 4 MiB of slots, in address space reserved without
-    /// backing and touched as used, and 64 KiB of bucket counts and 8 KiB of
-    /// group counts, backed at once where the kernel can (frees read them,
-    /// so a count page left
-    /// to the first read would be the shared zero page, which the first
-    /// insert then replaces at the cost of a TLB shootdown, see
-    /// [`FirstTouch`]). Runs under the guard.
+    /// backing and touched as used; 64 KiB of bucket counts, touched as
+    /// used too (a bucket's count is read only once an insert into its
+    /// group wrote it, and a group's eight counts share a page); and 8 KiB
+    /// of group counts, backed at once where the kernel can (every `free`
+    /// reads them, so a page left to the first read would be the shared zero
+    /// page, which the first insert then replaces at the cost of a TLB
+    /// shootdown, see [`FirstTouch`]). Runs under the guard.
     pub fn new() -> Option<SampledSet> {
         let slot_bytes = BUCKETS * SLOTS_PER_BUCKET * 8;
         // SAFETY: an anonymous private mapping with no address hint.
@@ -122,19 +123,22 @@ impl SampledSet {
         if p == libc::MAP_FAILED {
             return None;
         }
-        // SAFETY: the counts follow the slots inside the mapping.
-        let counts = unsafe { p.cast::<u8>().add(slot_bytes) };
+        // SAFETY: the counts follow the slots, the group counts the bucket
+        // counts, inside the mapping.
+        let (counts, groups) = unsafe {
+            let counts = p.cast::<u8>().add(slot_bytes);
+            (counts, counts.add(BUCKETS))
+        };
         // SAFETY: populates (zeroed, writable) pages of this mapping only.
         // Kernels before 5.14 refuse (EINVAL, not left in the program's
         // errno); their pages are touched as used.
         errno::preserved(|| unsafe {
-            libc::madvise(counts.cast(), BUCKETS + GROUPS, libc::MADV_POPULATE_WRITE)
+            libc::madvise(groups.cast(), GROUPS, libc::MADV_POPULATE_WRITE)
         });
         Some(SampledSet {
             slots: p.cast(),
             counts: counts.cast(),
-            // SAFETY: the group counts follow the bucket counts.
-            groups: unsafe { counts.add(BUCKETS) }.cast(),
+            groups: groups.cast(),
             slot_pages: FirstTouch::new(),
         })
     }
@@ -252,22 +256,25 @@ mod tests {
     }
 
     #[test]
-    fn counts_are_backed_and_a_new_slot_page_costs_one_fault() {
+    fn group_counts_are_backed_and_a_new_page_costs_one_fault() {
         const PAGES: usize = 100;
         let set = SampledSet::new().unwrap();
         // One address per page of slots (64 buckets of 64 bytes per page).
-        let addrs: Vec<u64> = (0..PAGES).map(|p| colliding(p * 64 * 7, 1)[0]).collect();
+        let buckets: Vec<usize> = (0..PAGES).map(|p| p * 64 * 7).collect();
+        let addrs: Vec<u64> = buckets.iter().map(|&b| colliding(b, 1)[0]).collect();
+        // The pages of bucket counts the inserts write (first written, never first read).
+        let count_pages = buckets.last().unwrap() / 4096 + 1;
         let before = thread_minor_faults();
-        // Every page of counts read, as frees do: already backed.
-        assert!((0..BUCKETS as u64).all(|b| set.count(b as usize).load(Ordering::Relaxed) == 0));
+        // Every page of group counts read, as frees do: already backed.
         assert!((0..BUCKETS).all(|b| set.group_count(b).load(Ordering::Relaxed) == 0));
+        assert_eq!(thread_minor_faults() - before, 0, "group counts were not backed");
         assert!(addrs.iter().all(|&a| set.insert(a)));
         let faults = thread_minor_faults() - before;
-        // Reading then claiming each page would fault twice per page, plus
-        // once per page of counts read, and again when first counted in.
+        // Reading then claiming a page would fault twice, and a group page
+        // read before it was backed would fault again when first counted in.
         assert!(
-            faults <= PAGES as i64 + 10,
-            "{faults} faults for {PAGES} new pages of slots"
+            faults <= (PAGES + count_pages) as i64 + 10,
+            "{faults} faults for {PAGES} new pages of slots and {count_pages} of counts"
         );
         assert!(addrs.iter().all(|&a| set.remove(a) == Membership::Sampled));
     }
