@@ -267,7 +267,11 @@ mod tests {
         let before = thread_minor_faults();
         // Every page of group counts read, as frees do: already backed.
         assert!((0..BUCKETS).all(|b| set.group_count(b).load(Ordering::Relaxed) == 0));
-        assert_eq!(thread_minor_faults() - before, 0, "group counts were not backed");
+        assert_eq!(
+            thread_minor_faults() - before,
+            0,
+            "group counts were not backed"
+        );
         assert!(addrs.iter().all(|&a| set.insert(a)));
         let faults = thread_minor_faults() - before;
         // Reading then claiming a page would fault twice, and a group page
