@@ -5,10 +5,11 @@
 //!   without a lock (the `dlclose` hook in `hooks::dl` updates it around
 //!   unloads; loads are picked up when an unwind meets an unknown address).
 //! * Each thread gets, on its first capture (under its guard, where
-//!   allocating is fine): a framehop cache, its stack's bounds
+//!   allocating is fine): framehop rule caches ([`rule_caches`]: one, then
+//!   several once it has unwound a lot), its stack's bounds
 //!   (from `/proc/self/maps`) and a reader slot, all kept in its initial-exec
 //!   TLS state (`thread_state::UnwindTls`). A pthread key destructor frees
-//!   the cache and the slot when the thread exits; the main thread's, left
+//!   the caches and the slot when the thread exits; the main thread's, left
 //!   at `exit`, goes with the process.
 //! * A thread's previous unwind is remembered with every stack word it read
 //!   ([`memo`]): the outer frames of the next capture are copied, not
@@ -32,6 +33,7 @@
 pub mod elf;
 mod memo;
 pub mod registry;
+mod rule_caches;
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -42,7 +44,7 @@ use framehop::{FrameAddress, Unwinder as _};
 use crate::stack::{Frames, MAX_FRAMES};
 use crate::thread_state::{self, Guard, UnwindTls};
 use memo::{Memo, Record};
-use registry::Cache;
+use rule_caches::RuleCaches;
 
 /// `UnwindTls::status`: not set up yet.
 pub const STATUS_NEW: u32 = 0;
@@ -70,10 +72,10 @@ const MAX_STEPS: usize = MAX_FRAMES + 32;
 /// (a failed check costs a walk over the remembered reads).
 const MAX_REUSE_CHECKS: u32 = 2;
 
-/// A thread's unwinding state: framehop's rule cache and the memo of its
+/// A thread's unwinding state: framehop's rule caches and the memo of its
 /// previous unwind.
 struct ThreadUnwinder {
-    cache: Cache,
+    caches: RuleCaches,
     memo: Box<Memo>,
 }
 
@@ -167,7 +169,7 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
     for attempt in 0..2 {
         out.len = 0;
         let memo = &mut thread.memo;
-        let cache = &mut thread.cache;
+        let caches = &mut thread.caches;
         let rescan = registry::with_snapshot(tls.slot, |snap| {
             let memo_on = MEMO.load(Ordering::Relaxed);
             // The same stack as the previous capture's, from this frame
@@ -252,6 +254,7 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
                         return false;
                     }
                 }
+                let cache = caches.for_address(address);
                 let step = snap
                     .unwinder
                     .unwind_frame(address, &mut regs, cache, &mut read_stack);
@@ -324,7 +327,7 @@ fn set_up(tls: &mut UnwindTls) -> bool {
         return false;
     };
     let cache = Box::into_raw(Box::new(ThreadUnwinder {
-        cache: Cache::new_in(),
+        caches: RuleCaches::new(),
         memo: Memo::new_boxed(),
     }));
     // SAFETY: the key was created in `init`; the destructor gets `cache` back.
