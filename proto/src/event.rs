@@ -211,6 +211,10 @@ pub struct Mmap {
     pub flags: i32,
     /// File descriptor, -1 for anonymous mappings.
     pub fd: i32,
+    /// The new range of an `mremap` (which moved or resized the range the
+    /// same thread's previous [`Munmap`] released, and keeps its kind:
+    /// anonymous or file-backed); `prot`, `flags` and `fd` are then unknown.
+    pub remap: bool,
 }
 
 /// A mapped range about to be released.

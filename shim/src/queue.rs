@@ -50,6 +50,8 @@ pub enum RawKind {
     Mmap,
     /// `munmap`/the old range of `mremap`
     Munmap,
+    /// the new range of `mremap` (or the old one again, if it failed)
+    Remapped,
     /// this process forked; `addr` = child pid
     Forked,
     /// orderly end by `exit`; `addr` = exit code (as i32), `aux` = 1 if the code is known

@@ -225,6 +225,15 @@ pub fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32) {
     queue::push(rec.channel, ev);
 }
 
+/// Records the range an `mremap` returned (or the old one, still mapped
+/// after a failure): of the kind of the range this thread just unmapped.
+pub fn remapped(addr: *mut c_void, len: usize) {
+    let Some(rec) = begin() else { return };
+    let mut ev = RawEvent::simple(RawKind::Remapped, rec.guard.tid(), addr as u64);
+    ev.size = len as u64;
+    queue::push(rec.channel, ev);
+}
+
 /// Records that a range is about to be unmapped.
 pub fn munmap(addr: *mut c_void, len: usize) {
     let Some(rec) = begin() else { return };

@@ -394,6 +394,17 @@ fn convert(r: RawEvent, ts: u64) -> Event {
             prot: (r.aux >> 32) as i32,
             flags: r.aux as u32 as i32,
             fd: r.aux2 as i64 as i32,
+            remap: false,
+        }),
+        RawKind::Remapped => Event::Mmap(Mmap {
+            ts,
+            tid: r.tid,
+            addr: r.addr,
+            len: r.size,
+            prot: 0,
+            flags: 0,
+            fd: -1,
+            remap: true,
         }),
         RawKind::Munmap => Event::Munmap(Munmap {
             ts,

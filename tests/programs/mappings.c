@@ -1,8 +1,8 @@
 /* The program's own mappings, whose totals at exit are known: anonymous
  * 128 KiB (a 64 KiB range grown by mremap, moving if it must) + 32 KiB (half
- * of a range whose upper half was unmapped) = 160 KiB; file-backed 16 KiB;
- * 3 ranges. A whole range unmapped, and a file mapping unmapped, count for
- * nothing. */
+ * of a range whose upper half was unmapped) = 160 KiB; file-backed 32 KiB
+ * (a 16 KiB range of a file grown by mremap: still the file's); 3 ranges.
+ * A whole range unmapped, and a file mapping unmapped, count for nothing. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -38,7 +38,7 @@ int main(void)
 
     char path[] = "/tmp/memshim-mappings-XXXXXX";
     int fd = mkstemp(path);
-    if (fd < 0 || ftruncate(fd, 16 * KIB) != 0) {
+    if (fd < 0 || ftruncate(fd, 32 * KIB) != 0) {
         perror(path);
         return 2;
     }
@@ -50,6 +50,11 @@ int main(void)
         return 2;
     }
     munmap(g, 8 * KIB);
+    f = mremap(f, 16 * KIB, 32 * KIB, MREMAP_MAYMOVE);
+    if (f == MAP_FAILED) {
+        perror("mremap file");
+        return 2;
+    }
     close(fd);
     printf("mapped %p %p %p\n", (void *)a, (void *)c, (void *)f);
     return 0;

@@ -1,6 +1,6 @@
 //! Memory mappings made by the program, with partial unmaps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One mapped range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,10 @@ pub struct Mappings {
     ranges: BTreeMap<u64, Range>,
     anonymous_bytes: u64,
     file_bytes: u64,
+    /// Whether the range each thread unmapped last was anonymous: `mremap`
+    /// is recorded as the unmap of its old range, then the mapping of the
+    /// new one, which keeps the old one's kind.
+    unmapped_by: HashMap<u32, bool>,
 }
 
 impl Mappings {
@@ -29,11 +33,29 @@ impl Mappings {
         *self.bytes_mut(anonymous) += end - addr;
     }
 
-    /// Removes `[addr, addr + len)` from every range it overlaps, splitting or trimming them.
-    pub fn unmap(&mut self, addr: u64, len: u64) {
+    /// Removes `[addr, addr + len)` for thread `tid`, remembering the kind
+    /// of what was there for a remap that may follow ([`Mappings::remap_by`]).
+    pub fn unmap_by(&mut self, tid: u32, addr: u64, len: u64) {
+        match self.unmap(addr, len) {
+            Some(anonymous) => self.unmapped_by.insert(tid, anonymous),
+            None => self.unmapped_by.remove(&tid),
+        };
+    }
+
+    /// Records the new range of a remap made by thread `tid`: of the kind of
+    /// the range it unmapped just before (anonymous if none was known).
+    pub fn remap_by(&mut self, tid: u32, addr: u64, len: u64) {
+        let anonymous = self.unmapped_by.remove(&tid).unwrap_or(true);
+        self.map(addr, len, anonymous);
+    }
+
+    /// Removes `[addr, addr + len)` from every range it overlaps, splitting
+    /// or trimming them. Returns whether the first of them was anonymous,
+    /// `None` if nothing was mapped there.
+    pub fn unmap(&mut self, addr: u64, len: u64) -> Option<bool> {
         let end = addr.saturating_add(len);
         if end == addr {
-            return;
+            return None;
         }
         // The first candidate may start before `addr` and reach into it.
         let first = self
@@ -46,6 +68,10 @@ impl Mappings {
             .into_iter()
             .chain(self.ranges.range(addr..end).map(|(&s, _)| s))
             .collect();
+        let first_kind = overlapping
+            .first()
+            .and_then(|s| self.ranges.get(s))
+            .map(|r| r.anonymous);
         for start in overlapping {
             let Some(range) = self.ranges.remove(&start) else {
                 continue;
@@ -58,6 +84,7 @@ impl Mappings {
                 self.keep(end, range.end, range.anonymous);
             }
         }
+        first_kind
     }
 
     fn keep(&mut self, start: u64, end: u64, anonymous: bool) {
@@ -97,6 +124,26 @@ impl Mappings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remap_keeps_the_kind_its_thread_unmapped() {
+        let mut m = Mappings::default();
+        m.map(0x1000, 0x2000, false);
+        m.map(0x8000, 0x1000, true);
+        // Thread 1 moves and grows the file mapping; thread 2 unmaps the
+        // anonymous one in between.
+        m.unmap_by(1, 0x1000, 0x2000);
+        m.unmap_by(2, 0x8000, 0x1000);
+        m.remap_by(1, 0x20000, 0x4000);
+        assert_eq!((m.file_bytes(), m.anonymous_bytes()), (0x4000, 0));
+        // Nothing unmapped before: anonymous, as mremap's own pages are.
+        m.remap_by(1, 0x40000, 0x1000);
+        assert_eq!((m.file_bytes(), m.anonymous_bytes()), (0x4000, 0x1000));
+        // An unmap of nothing forgets the kind.
+        m.unmap_by(3, 0x1000, 0x1000);
+        m.remap_by(3, 0x50000, 0x1000);
+        assert_eq!(m.anonymous_bytes(), 0x2000);
+    }
 
     #[test]
     fn partial_unmaps_split_and_trim() {

@@ -527,14 +527,18 @@ impl Session {
     fn mmap(&mut self, m: Mmap) {
         self.touch(m.ts);
         self.settle_pending(m.tid, m.ts, None);
-        let anonymous = m.fd < 0 || m.flags & libc::MAP_ANONYMOUS != 0;
-        self.mappings.map(m.addr, m.len, anonymous);
+        if m.remap {
+            self.mappings.remap_by(m.tid, m.addr, m.len);
+        } else {
+            let anonymous = m.fd < 0 || m.flags & libc::MAP_ANONYMOUS != 0;
+            self.mappings.map(m.addr, m.len, anonymous);
+        }
     }
 
     fn munmap(&mut self, m: Munmap) {
         self.touch(m.ts);
         self.settle_pending(m.tid, m.ts, None);
-        self.mappings.unmap(m.addr, m.len);
+        self.mappings.unmap_by(m.tid, m.addr, m.len);
     }
 
     fn stats(&mut self, s: Stats) {

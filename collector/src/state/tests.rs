@@ -181,6 +181,7 @@ fn partial_munmap_and_mmap_totals() {
                 libc::MAP_PRIVATE
             },
             fd,
+            remap: false,
         })
     };
     let s = run(vec![

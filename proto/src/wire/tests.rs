@@ -206,6 +206,7 @@ impl Stream {
                 prot: -1,
                 flags: v as i32,
                 fd: -1,
+                remap: v.is_multiple_of(2),
             }),
             7 => Event::Munmap(Munmap {
                 ts,

@@ -115,11 +115,23 @@ pub unsafe extern "C" fn mremap(
         recorder::munmap(old, old_len);
     }
     let new = (real.mremap)(old, old_len, new_len, flags, new_addr);
-    if new != libc::MAP_FAILED {
-        recorder::mmap(new, new_len, 0, 0, -1);
+    if new == libc::MAP_FAILED {
+        if moves_old {
+            // Failed: the old range is still mapped.
+            recorder::remapped(old, old_len);
+        }
     } else if moves_old {
-        // Failed: the old range is still mapped.
-        recorder::mmap(old, old_len, 0, 0, -1);
+        recorder::remapped(new, new_len);
+    } else {
+        // MREMAP_DONTUNMAP: the old range stays, emptied, and the pages
+        // move to a new private anonymous range.
+        recorder::mmap(
+            new,
+            new_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+        );
     }
     new
 }
