@@ -82,7 +82,7 @@ pub fn attributed_frame(frames: &[Frame]) -> Option<&Frame> {
 
 /// The module a raw stack is attributed to (no symbolization): the module of
 /// the first return address outside the runtime modules; else of the first one.
-pub fn attributed_module(modules: &ModuleMap, stack: &[u64]) -> Option<String> {
+pub fn attributed_module<'m>(modules: &'m ModuleMap, stack: &[u64]) -> Option<&'m str> {
     let mut first = None;
     for &addr in stack {
         let Some(m) = modules.find(addr.saturating_sub(1)) else {
@@ -92,9 +92,9 @@ pub fn attributed_module(modules: &ModuleMap, stack: &[u64]) -> Option<String> {
             continue;
         }
         if !is_runtime_module(&m.path) {
-            return Some(m.path.clone());
+            return Some(&m.path);
         }
-        first.get_or_insert_with(|| m.path.clone());
+        first.get_or_insert(m.path.as_str());
     }
     first
 }

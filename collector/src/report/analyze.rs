@@ -297,14 +297,14 @@ pub fn analyze(session: &Session, duration_ms: u64, top: usize) -> Analysis {
         .collect();
 
     // By module.
-    let mut modules: HashMap<String, Usage> = HashMap::new();
+    let mut modules: HashMap<&str, Usage> = HashMap::new();
     for &(id, s) in &sites {
         let name = session
             .stack(id)
             .and_then(|stack| attributed_module(session.modules(), stack))
-            .unwrap_or_else(|| "(unknown)".into());
-        let u = modules.entry(name.clone()).or_insert_with(|| Usage {
-            name,
+            .unwrap_or("(unknown)");
+        let u = modules.entry(name).or_insert_with(|| Usage {
+            name: name.to_owned(),
             ..Usage::default()
         });
         add_usage(u, s, heap.site_peak_bytes(s));

@@ -387,7 +387,8 @@ fn draft(
             max_realloc_chain: site.max_chain,
             module: session
                 .stack(id)
-                .and_then(|st| attributed_module(session.modules(), st)),
+                .and_then(|st| attributed_module(session.modules(), st))
+                .map(str::to_owned),
             category: None,
             estimate: site.estimates.as_deref().map(|e| (*e).into()),
         },

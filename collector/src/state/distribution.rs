@@ -73,8 +73,9 @@ impl Distribution {
         self.sum += other.sum;
         match &other.repr {
             Repr::Exact { .. } => {
-                for (v, n) in other.exact_values() {
-                    self.count_value(v, n);
+                let (pairs, n) = other.exact_values();
+                for &(v, c) in &pairs[..n] {
+                    self.count_value(v, c);
                 }
             }
             Repr::Buckets(theirs) => {
@@ -130,30 +131,32 @@ impl Distribution {
     /// The exact values in buckets.
     fn exact_to_buckets(&self) -> Buckets {
         let mut buckets = Buckets::default();
-        for (v, n) in self.exact_values() {
-            buckets.record_n(v, n);
+        let (pairs, n) = self.exact_values();
+        for &(v, c) in &pairs[..n] {
+            buckets.record_n(v, c);
         }
         buckets
     }
 
     /// The exact values and their counts, by value (empty past [`EXACT_SLOTS`] values).
-    fn exact_values(&self) -> Vec<(u64, u64)> {
+    /// On the stack: reports ask this of every site (a percentile, a merge
+    /// into the process's summary), thousands of times for a large program.
+    fn exact_values(&self) -> ([(u64, u64); EXACT_SLOTS], usize) {
+        let mut pairs = [(0, 0); EXACT_SLOTS];
         let Repr::Exact {
             len,
             values,
             counts,
         } = &self.repr
         else {
-            return Vec::new();
+            return (pairs, 0);
         };
         let n = usize::from(*len);
-        let mut pairs: Vec<(u64, u64)> = values[..n]
-            .iter()
-            .copied()
-            .zip(counts[..n].iter().copied())
-            .collect();
-        pairs.sort_unstable_by_key(|&(v, _)| v);
-        pairs
+        for (pair, (&v, &c)) in pairs.iter_mut().zip(values.iter().zip(counts)).take(n) {
+            *pair = (v, c);
+        }
+        pairs[..n].sort_unstable_by_key(|&(v, _)| v);
+        (pairs, n)
     }
 
     /// Number of values.
@@ -198,8 +201,9 @@ impl Distribution {
         match &self.repr {
             Repr::Exact { .. } => {
                 let mut seen = 0;
-                for (v, n) in self.exact_values() {
-                    seen += n;
+                let (pairs, n) = self.exact_values();
+                for &(v, c) in &pairs[..n] {
+                    seen += c;
                     if seen >= rank {
                         return v;
                     }
