@@ -151,5 +151,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         .find(|r| r.pid == pid)
         .map_or(1, |r| r.shell_code());
     let gate = crate::leakcheck::conclude(&report, &args.leaks, Terminal::Stderr)?;
+    // As in `memcollect report`: the state goes with the process, which
+    // ends now, instead of being freed block by block after the report.
+    std::mem::forget(server);
+    std::mem::forget(registry);
     Ok(gate.unwrap_or(code))
 }
