@@ -136,14 +136,25 @@ pub fn severity(bytes_per_second: f64, bytes: u64) -> Severity {
 
 /// Classifies the series `history` followed by the current value `now`.
 pub fn classify(history: &[Point], now: Point) -> Trend {
-    let mut points: Vec<Point> = history.to_vec();
-    if points.last().is_none_or(|p| p.t_ms < now.t_ms) {
-        points.push(now);
-    }
+    let with_now = history.last().is_none_or(|p| p.t_ms < now.t_ms);
+    // A report classifies every site, and most have a short history: their
+    // points are gathered on the stack.
+    let mut few = [now; MIN_POINTS];
+    let mut many = Vec::new();
+    let points: &[Point] = if history.len() < MIN_POINTS {
+        few[..history.len()].copy_from_slice(history);
+        &few[..history.len() + usize::from(with_now)]
+    } else {
+        many.extend_from_slice(history);
+        if with_now {
+            many.push(now);
+        }
+        &many
+    };
     let first = points.first().copied().unwrap_or(now);
     let duration_ms = now.t_ms.saturating_sub(first.t_ms);
     let max_bytes = points.iter().map(|p| p.bytes).max().unwrap_or(0);
-    let (slope, r2) = fit(&points);
+    let (slope, r2) = fit(points);
     let recent = &points[points.len() / 2..];
     let (recent_slope, _) = fit(recent);
     let mut trend = Trend {

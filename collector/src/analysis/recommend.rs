@@ -46,7 +46,8 @@ pub struct SiteFacts {
     pub realloc_copied_bytes: u64,
     /// Longest realloc chain.
     pub max_chain: u32,
-    /// Median requested size.
+    /// Median requested size (may be 0 where the site wastes less than
+    /// [`WASTE_MIN_BYTES`]: only `size_classes` shows it).
     pub p50_size: u64,
     /// The growth verdict.
     pub trend: Trend,

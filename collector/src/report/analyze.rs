@@ -14,7 +14,7 @@ use super::analysis::{
 };
 use crate::analysis::attribution::attributed_module;
 use crate::analysis::growth::{classify, Classification, Trend};
-use crate::analysis::recommend::{advise, ProcessFacts, SiteFacts};
+use crate::analysis::recommend::{advise, ProcessFacts, SiteFacts, WASTE_MIN_BYTES};
 use crate::state::distribution::Distribution;
 use crate::state::histogram::Log2Histogram;
 use crate::state::series::Point;
@@ -218,7 +218,13 @@ pub fn analyze(session: &Session, duration_ms: u64, top: usize) -> Analysis {
             realloc_grows: s.realloc_grows,
             realloc_copied_bytes: s.realloc_copied_bytes,
             max_chain: s.max_chain,
-            p50_size: s.size_dist.percentile(0.5),
+            // Only the `size_classes` advice shows it, and only with this
+            // much waste: not worth a percentile for every other site.
+            p50_size: if s.live_usable.saturating_sub(s.live_bytes) >= WASTE_MIN_BYTES {
+                s.size_dist.percentile(0.5)
+            } else {
+                0
+            },
             trend: t,
         };
         advice.extend(advise(&facts, &process).into_iter().map(|x| (id, x)));
