@@ -212,8 +212,9 @@ pub struct Mmap {
     /// File descriptor, -1 for anonymous mappings.
     pub fd: i32,
     /// The new range of an `mremap` (which moved or resized the range the
-    /// same thread's previous [`Munmap`] released, and keeps its kind:
-    /// anonymous or file-backed); `prot`, `flags` and `fd` are then unknown.
+    /// same thread's [`Munmap`] with `remap` released just before, and keeps
+    /// its kind: anonymous or file-backed); `prot`, `flags` and `fd` are
+    /// then unknown.
     pub remap: bool,
 }
 
@@ -228,6 +229,9 @@ pub struct Munmap {
     pub addr: u64,
     /// Length in bytes.
     pub len: u64,
+    /// The old range of an `mremap`, whose new range (an [`Mmap`] with
+    /// `remap`) comes next from the same thread and keeps its kind.
+    pub remap: bool,
 }
 
 /// Process-wide memory statistics at one moment.

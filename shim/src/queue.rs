@@ -48,7 +48,7 @@ pub enum RawKind {
     ReallocFailed,
     /// `mmap`/`mmap64`/the new range of `mremap`; `aux` = prot << 32 | flags, `aux2` = fd
     Mmap,
-    /// `munmap`/the old range of `mremap`
+    /// `munmap`/the old range of `mremap`; `aux` = 1 for the latter
     Munmap,
     /// the new range of `mremap` (or the old one again, if it failed)
     Remapped,

@@ -226,7 +226,8 @@ pub fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32) {
 }
 
 /// Records the range an `mremap` returned (or the old one, still mapped
-/// after a failure): of the kind of the range this thread just unmapped.
+/// after a failure): of the kind of the old range, which this thread's
+/// [`munmap`] with `remap` recorded just before.
 pub fn remapped(addr: *mut c_void, len: usize) {
     let Some(rec) = begin() else { return };
     let mut ev = RawEvent::simple(RawKind::Remapped, rec.guard.tid(), addr as u64);
@@ -234,11 +235,13 @@ pub fn remapped(addr: *mut c_void, len: usize) {
     queue::push(rec.channel, ev);
 }
 
-/// Records that a range is about to be unmapped.
-pub fn munmap(addr: *mut c_void, len: usize) {
+/// Records that a range is about to be unmapped; `remap`: as the old range
+/// of an `mremap`, whose new range [`remapped`] records next.
+pub fn munmap(addr: *mut c_void, len: usize, remap: bool) {
     let Some(rec) = begin() else { return };
     let mut ev = RawEvent::simple(RawKind::Munmap, rec.guard.tid(), addr as u64);
     ev.size = len as u64;
+    ev.aux = u64::from(remap);
     queue::push(rec.channel, ev);
 }
 

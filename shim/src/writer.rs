@@ -411,6 +411,7 @@ fn convert(r: RawEvent, ts: u64) -> Event {
             tid: r.tid,
             addr: r.addr,
             len: r.size,
+            remap: r.aux != 0,
         }),
         RawKind::Forked => Event::Forked {
             ts,

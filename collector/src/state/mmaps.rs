@@ -15,10 +15,10 @@ pub struct Mappings {
     ranges: BTreeMap<u64, Range>,
     anonymous_bytes: u64,
     file_bytes: u64,
-    /// Whether the range each thread unmapped last was anonymous: `mremap`
-    /// is recorded as the unmap of its old range, then the mapping of the
-    /// new one, which keeps the old one's kind.
-    unmapped_by: HashMap<u32, bool>,
+    /// Whether the old range of the `mremap` each thread is in the middle
+    /// of was anonymous: it is recorded as the unmap of that range, then
+    /// the mapping of the new one, which keeps the old one's kind.
+    remapping: HashMap<u32, bool>,
 }
 
 impl Mappings {
@@ -33,19 +33,19 @@ impl Mappings {
         *self.bytes_mut(anonymous) += end - addr;
     }
 
-    /// Removes `[addr, addr + len)` for thread `tid`, remembering the kind
-    /// of what was there for a remap that may follow ([`Mappings::remap_by`]).
-    pub fn unmap_by(&mut self, tid: u32, addr: u64, len: u64) {
+    /// Removes `[addr, addr + len)`, the old range of an `mremap` by thread
+    /// `tid`, remembering its kind for the new range ([`Mappings::remap`]).
+    pub fn unmap_for_remap(&mut self, tid: u32, addr: u64, len: u64) {
         match self.unmap(addr, len) {
-            Some(anonymous) => self.unmapped_by.insert(tid, anonymous),
-            None => self.unmapped_by.remove(&tid),
+            Some(anonymous) => self.remapping.insert(tid, anonymous),
+            None => self.remapping.remove(&tid),
         };
     }
 
-    /// Records the new range of a remap made by thread `tid`: of the kind of
-    /// the range it unmapped just before (anonymous if none was known).
-    pub fn remap_by(&mut self, tid: u32, addr: u64, len: u64) {
-        let anonymous = self.unmapped_by.remove(&tid).unwrap_or(true);
+    /// Records the new range of the `mremap` thread `tid` is in the middle
+    /// of: of the kind of its old range (anonymous if none was known).
+    pub fn remap(&mut self, tid: u32, addr: u64, len: u64) {
+        let anonymous = self.remapping.remove(&tid).unwrap_or(true);
         self.map(addr, len, anonymous);
     }
 
@@ -126,23 +126,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_remap_keeps_the_kind_its_thread_unmapped() {
+    fn a_remap_keeps_the_kind_of_its_threads_old_range() {
         let mut m = Mappings::default();
         m.map(0x1000, 0x2000, false);
         m.map(0x8000, 0x1000, true);
-        // Thread 1 moves and grows the file mapping; thread 2 unmaps the
-        // anonymous one in between.
-        m.unmap_by(1, 0x1000, 0x2000);
-        m.unmap_by(2, 0x8000, 0x1000);
-        m.remap_by(1, 0x20000, 0x4000);
+        m.map(0x9000, 0x1000, true);
+        // Thread 1 moves and grows the file mapping; thread 2 remaps, and
+        // thread 1 unmaps, anonymous ones in between.
+        m.unmap_for_remap(1, 0x1000, 0x2000);
+        m.unmap_for_remap(2, 0x8000, 0x1000);
+        m.unmap(0x9000, 0x1000);
+        m.remap(1, 0x20000, 0x4000);
         assert_eq!((m.file_bytes(), m.anonymous_bytes()), (0x4000, 0));
-        // Nothing unmapped before: anonymous, as mremap's own pages are.
-        m.remap_by(1, 0x40000, 0x1000);
-        assert_eq!((m.file_bytes(), m.anonymous_bytes()), (0x4000, 0x1000));
-        // An unmap of nothing forgets the kind.
-        m.unmap_by(3, 0x1000, 0x1000);
-        m.remap_by(3, 0x50000, 0x1000);
-        assert_eq!(m.anonymous_bytes(), 0x2000);
+        m.remap(2, 0x30000, 0x2000);
+        assert_eq!((m.file_bytes(), m.anonymous_bytes()), (0x4000, 0x2000));
+        // Nothing known of the old range: anonymous, as mremap's own pages are.
+        m.remap(1, 0x40000, 0x1000);
+        assert_eq!((m.file_bytes(), m.anonymous_bytes()), (0x4000, 0x3000));
+        // An old range with nothing mapped there forgets an earlier kind.
+        m.unmap_for_remap(1, 0x20000, 0x4000);
+        m.unmap_for_remap(1, 0x1000, 0x1000);
+        m.remap(1, 0x50000, 0x1000);
+        assert_eq!((m.file_bytes(), m.anonymous_bytes()), (0, 0x4000));
     }
 
     #[test]

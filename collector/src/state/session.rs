@@ -528,7 +528,7 @@ impl Session {
         self.touch(m.ts);
         self.settle_pending(m.tid, m.ts, None);
         if m.remap {
-            self.mappings.remap_by(m.tid, m.addr, m.len);
+            self.mappings.remap(m.tid, m.addr, m.len);
         } else {
             let anonymous = m.fd < 0 || m.flags & libc::MAP_ANONYMOUS != 0;
             self.mappings.map(m.addr, m.len, anonymous);
@@ -538,7 +538,11 @@ impl Session {
     fn munmap(&mut self, m: Munmap) {
         self.touch(m.ts);
         self.settle_pending(m.tid, m.ts, None);
-        self.mappings.unmap_by(m.tid, m.addr, m.len);
+        if m.remap {
+            self.mappings.unmap_for_remap(m.tid, m.addr, m.len);
+        } else {
+            self.mappings.unmap(m.addr, m.len);
+        }
     }
 
     fn stats(&mut self, s: Stats) {

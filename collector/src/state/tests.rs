@@ -192,6 +192,7 @@ fn partial_munmap_and_mmap_totals() {
             tid: 1,
             addr: 0x10_4000,
             len: 0x4000,
+            remap: false,
         }),
     ]);
     let m = s.mappings();

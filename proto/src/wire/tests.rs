@@ -213,6 +213,7 @@ impl Stream {
                 tid,
                 addr,
                 len: v,
+                remap: v.is_multiple_of(3),
             }),
             8 => Event::Forked { ts, child_pid: tid },
             9 => Event::Stats(Stats {

@@ -88,7 +88,7 @@ pub unsafe extern "C" fn mmap64(
 pub unsafe extern "C" fn munmap(addr: *mut c_void, len: size_t) -> c_int {
     match real::get() {
         Some(real) => {
-            recorder::munmap(addr, len);
+            recorder::munmap(addr, len, false);
             (real.munmap)(addr, len)
         }
         None => libc::syscall(libc::SYS_munmap, addr, len) as c_int,
@@ -112,7 +112,7 @@ pub unsafe extern "C" fn mremap(
     };
     let moves_old = flags & MREMAP_DONTUNMAP == 0;
     if moves_old {
-        recorder::munmap(old, old_len);
+        recorder::munmap(old, old_len, true);
     }
     let new = (real.mremap)(old, old_len, new_len, flags, new_addr);
     if new == libc::MAP_FAILED {
