@@ -267,10 +267,12 @@ mod tests {
         let before = thread_minor_faults();
         // Every page of group counts read, as frees do: already backed.
         assert!((0..BUCKETS).all(|b| set.group_count(b).load(Ordering::Relaxed) == 0));
-        assert_eq!(
-            thread_minor_faults() - before,
-            0,
-            "group counts were not backed"
+        // Unbacked, their two pages would fault in as the zero page; one
+        // fault is left for this test's own code page, first run here.
+        let read_faults = thread_minor_faults() - before;
+        assert!(
+            read_faults <= 1,
+            "group counts were not backed: {read_faults} faults"
         );
         assert!(addrs.iter().all(|&a| set.insert(a)));
         let faults = thread_minor_faults() - before;
