@@ -155,27 +155,34 @@ pub fn channel() -> Option<&'static Channel> {
 #[inline(always)]
 pub fn push(ch: &Channel, ev: RawEvent) {
     match ch.events.push(ev) {
-        Ok(()) if !sender::is_asleep() => {}
-        Ok(()) => {
-            let len = ch.events.len();
-            let eighth = ch.events.capacity() / 8;
-            if len >= 4 * eighth && len.is_multiple_of(eighth) {
-                sender::wake();
-            }
-        }
+        Ok(()) => wake_if_filling(&ch.events),
         Err(ev) => wait_push(|| ch.events.push(ev).map_err(|_| ())),
     }
 }
 
-/// Whether the event queue is at least half full: the sender then starts
-/// its next round at once instead of sleeping.
+/// Wakes a sleeping sender when `queue` has just reached one of the marks.
+#[inline(always)]
+fn wake_if_filling<T>(queue: &ArrayQueue<T>) {
+    if !sender::is_asleep() {
+        return;
+    }
+    let len = queue.len();
+    let eighth = queue.capacity() / 8;
+    if len >= 4 * eighth && len.is_multiple_of(eighth) {
+        sender::wake();
+    }
+}
+
+/// Whether a queue is at least half full: the sender then starts its next
+/// round at once instead of sleeping.
 pub fn filling_up(ch: &Channel) -> bool {
-    ch.events.len() >= ch.events.capacity() / 2
+    ch.events.len() >= ch.events.capacity() / 2 || ch.stacks.len() >= ch.stacks.capacity() / 2
 }
 
 /// Queues a stack definition, with the same back-pressure as [`push`].
 pub fn push_stack(ch: &Channel, rec: StackRecord) {
     let Err(rec) = ch.stacks.push(rec) else {
+        wake_if_filling(&ch.stacks);
         return;
     };
     let mut rec = Some(rec);
