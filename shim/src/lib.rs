@@ -37,6 +37,7 @@ mod python;
 mod queue;
 mod real;
 mod recorder;
+mod ring;
 mod sampled_set;
 mod sampler;
 mod sender;

@@ -74,14 +74,14 @@ fn init() {
         }
         clock::choose_ticks(!config.samples_sparsely());
         clock::reset_origin();
-        queue::create(config);
+        let queued = queue::create(config);
         sampler::configure(config.sample_bytes, config.sample_seed);
         let sampled = if config.sample_bytes != 0 {
             SampledSet::new()
         } else {
             None
         };
-        if let Some(seen) = SeenSet::new() {
+        if let (true, Some(seen)) = (queued, SeenSet::new()) {
             recorder::start(config.stack_depth, seen, sampled);
         }
     }
@@ -202,12 +202,16 @@ pub fn after_fork_child(parent: u32) {
         return;
     };
     clock::reset_origin();
-    queue::create(config);
     queue::reset_counters();
     recorder::forget_stacks();
     sender::reset_after_fork();
     announce::reset_after_fork();
     EXIT_CODE.store(EXIT_CODE_UNKNOWN, Ordering::Relaxed);
+    if !queue::create(config) {
+        // The parent's queues are not this process's: it goes unrecorded.
+        recorder::stop();
+        return;
+    }
     PENDING_CHILD_OF.store(parent, Ordering::Release);
 }
 

@@ -1,6 +1,6 @@
 //! The lock-free queues between the hooked threads and the sender thread.
 //!
-//! Events are fixed-size records in a bounded `crossbeam` `ArrayQueue`, so
+//! Events are fixed-size records in a bounded lock-free [`Ring`], so
 //! queueing never allocates, locks or makes a system call. Stack definitions,
 //! much larger and much rarer, have a queue of their own. When a queue is
 //! full the producer waits for the sender (lossless back-pressure), unless no
@@ -12,11 +12,12 @@
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_queue::{ArrayQueue, SegQueue};
+use crossbeam_queue::SegQueue;
 use memshim_proto::Event;
 
 use crate::clock;
 use crate::config::Config;
+use crate::ring::Ring;
 use crate::sender;
 use crate::stack::MAX_FRAMES;
 use crate::wake::Doorbell;
@@ -24,8 +25,8 @@ use crate::wake::Doorbell;
 /// Queue sizes when every call is recorded: room for bursts while the sender writes.
 const EXACT_CAPACITY: (usize, usize) = (1 << 14, 1 << 8);
 /// Queue sizes when sampling sparsely ([`Config::samples_sparsely`]):
-/// events are rare, and a smaller queue is cheaper to set up in every process
-/// (each slot is touched at creation: 1 MiB for the exact-mode queue).
+/// events are rare. (A queue's pages are backed only as it first reaches
+/// them, so its size costs address space, not memory, until it is used.)
 const SPARSE_CAPACITY: (usize, usize) = (1 << 10, 1 << 5);
 
 /// What a [`RawEvent`] records.
@@ -93,6 +94,7 @@ impl RawEvent {
 }
 
 /// A stack definition waiting to be sent.
+#[derive(Clone, Copy)]
 pub struct StackRecord {
     pub id: u64,
     pub len: u32,
@@ -102,9 +104,9 @@ pub struct StackRecord {
 /// The queues of one process (a forked child gets fresh ones).
 pub struct Channel {
     /// Allocation events: bounded, fixed-size, never allocates.
-    pub events: ArrayQueue<RawEvent>,
+    pub events: Ring<RawEvent>,
     /// Stack definitions: bounded, rare.
-    pub stacks: ArrayQueue<StackRecord>,
+    pub stacks: Ring<StackRecord>,
     /// Rare, large events built off the hot path (module announcements, the
     /// exit leak scan): unbounded, lock-free.
     pub rare: SegQueue<Event>,
@@ -118,24 +120,28 @@ static WAITERS: AtomicU32 = AtomicU32::new(0);
 static DRAINED: Doorbell = Doorbell::new();
 static WAIT_NS: AtomicU64 = AtomicU64::new(0);
 
-/// Creates this process's queues, sized for `config`'s sampling. Must run
-/// under the guard (it allocates).
+/// Creates this process's queues, sized for `config`'s sampling; `false` if
+/// they could not be mapped. Must run under the guard (it allocates).
 ///
 /// In a forked child the old queues are abandoned, not freed or drained: a
 /// thread of the parent may have been mid-push at the fork, leaving a slot
 /// that would never become ready.
-pub fn create(config: &Config) {
+pub fn create(config: &Config) -> bool {
     let (events, stacks) = if config.samples_sparsely() {
         SPARSE_CAPACITY
     } else {
         EXACT_CAPACITY
     };
+    let (Some(events), Some(stacks)) = (Ring::new(events), Ring::new(stacks)) else {
+        return false;
+    };
     let ch = Box::new(Channel {
-        events: ArrayQueue::new(events),
-        stacks: ArrayQueue::new(stacks),
+        events,
+        stacks,
         rare: SegQueue::new(),
     });
     CHANNEL.store(Box::into_raw(ch), Ordering::Release);
+    true
 }
 
 /// The current queues, if created.
@@ -162,7 +168,7 @@ pub fn push(ch: &Channel, ev: RawEvent) {
 
 /// Wakes a sleeping sender when `queue` has just reached one of the marks.
 #[inline(always)]
-fn wake_if_filling<T>(queue: &ArrayQueue<T>) {
+fn wake_if_filling<T: Copy>(queue: &Ring<T>) {
     if !sender::is_asleep() {
         return;
     }

@@ -294,7 +294,10 @@ fn drain(
     drain_definitions(ch, frame);
     let mut moved = 0;
     while moved < max_events {
-        let Some(raw) = ch.events.pop() else { break };
+        // SAFETY: only the writer's holder drains, one thread at a time.
+        let Some(raw) = (unsafe { ch.events.pop() }) else {
+            break;
+        };
         moved += 1;
         if matches!(raw.kind, RawKind::EndExit | RawKind::EndExec) {
             // Definitions queued while this round took events (a stack is
@@ -307,14 +310,16 @@ fn drain(
     (moved, None)
 }
 
-/// Encodes the queued rare events and stack definitions. Rare events come
+/// Encodes the queued rare events and stack definitions (by the writer's
+/// holder: the queues' one consumer). Rare events come
 /// before the events of the round: frames of later events may point into
 /// new modules, and a leak scan must precede the `End` queued after it.
 fn drain_definitions(ch: &Channel, frame: &mut FrameEncoder<'_>) {
     while let Some(event) = ch.rare.pop() {
         frame.event(&event);
     }
-    while let Some(rec) = ch.stacks.pop() {
+    // SAFETY: only the writer's holder drains, one thread at a time.
+    while let Some(rec) = unsafe { ch.stacks.pop() } {
         frame.event(&Event::Stack(StackDef {
             id: rec.id,
             frames: rec.frames[..rec.len as usize].to_vec(),
@@ -327,8 +332,11 @@ fn drain_definitions(ch: &Channel, frame: &mut FrameEncoder<'_>) {
 /// cannot be told any more.
 fn discard(ch: &Channel) {
     while ch.rare.pop().is_some() {}
-    while ch.stacks.pop().is_some() {}
-    while ch.events.pop().is_some() {}
+    // SAFETY: only the writer's holder discards, one thread at a time.
+    unsafe {
+        while ch.stacks.pop().is_some() {}
+        while ch.events.pop().is_some() {}
+    }
 }
 
 /// Encodes `r`, which happened `ts` ns after the origin: allocations and
@@ -464,7 +472,8 @@ fn rss_bytes() -> u64 {
 mod tests {
     use std::io::Seek;
 
-    use crossbeam_queue::{ArrayQueue, SegQueue};
+    use crate::ring::Ring;
+    use crossbeam_queue::SegQueue;
     use memshim_proto::framing::{stream_header, FrameReader};
 
     use super::*;
@@ -480,8 +489,8 @@ mod tests {
     /// Queues with room for `events` events and `stacks` stack definitions.
     fn channel(events: usize, stacks: usize) -> Channel {
         Channel {
-            events: ArrayQueue::new(events),
-            stacks: ArrayQueue::new(stacks),
+            events: Ring::new(events).unwrap(),
+            stacks: Ring::new(stacks).unwrap(),
             rare: SegQueue::new(),
         }
     }
