@@ -104,11 +104,17 @@ const PAGE: u64 = 4096;
 /// Calls `f(word)` for every aligned word of `[start, end)` that is readable,
 /// skipping unreadable pages. Returns the number of bytes read.
 pub fn for_each_word(start: u64, end: u64, buf: &mut Vec<u8>, mut f: impl FnMut(u64)) -> u64 {
-    buf.resize(CHUNK, 0);
+    // Only as large as this range needs: each new page of the buffer costs
+    // a page fault, and most roots are a few KiB.
+    let need = (end.saturating_sub(start) as usize + 8).min(CHUNK);
+    if buf.len() < need {
+        buf.resize(need, 0);
+    }
+    let chunk = buf.len();
     let mut at = start.next_multiple_of(8);
     let mut total = 0;
     while at < end {
-        let want = ((end - at) as usize).min(CHUNK);
+        let want = ((end - at) as usize).min(chunk);
         let got = read(at, &mut buf[..want]);
         for w in buf[..got - got % 8].chunks_exact(8) {
             f(u64::from_ne_bytes(w.try_into().expect("8 bytes")));

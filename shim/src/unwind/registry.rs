@@ -110,6 +110,18 @@ static READERS: [Slot; SLOTS] = [const {
     }
 }; SLOTS];
 
+/// One past the highest slot ever claimed. Walks over the slots stop
+/// there: the table is 64 KiB, and reading (or, after `fork`, writing) the
+/// pages no thread ever used cost a page fault each, in every process.
+static CLAIMED: AtomicUsize = AtomicUsize::new(0);
+
+/// The slots that were ever claimed (a thread claims one before it reads a
+/// snapshot, so a walk that starts after a snapshot was replaced sees every
+/// slot that may read the old one).
+fn claimed() -> &'static [Slot] {
+    &READERS[..CLAIMED.load(Ordering::SeqCst)]
+}
+
 /// Claims a free reader slot for the calling thread, whose stack is `[lo, hi)`.
 pub fn claim_slot(lo: u64, hi: u64) -> Option<u32> {
     let i = READERS.iter().position(|s| {
@@ -117,6 +129,7 @@ pub fn claim_slot(lo: u64, hi: u64) -> Option<u32> {
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     })?;
+    CLAIMED.fetch_max(i + 1, Ordering::SeqCst);
     READERS[i].stack_lo.store(lo, Ordering::Relaxed);
     READERS[i].stack_hi.store(hi, Ordering::Release);
     Some(i as u32)
@@ -125,7 +138,7 @@ pub fn claim_slot(lo: u64, hi: u64) -> Option<u32> {
 /// The stacks of the live threads that own a slot (every program thread that
 /// has recorded a call), except slot `except`.
 pub fn thread_stacks(except: Option<u32>) -> Vec<(u64, u64)> {
-    READERS
+    claimed()
         .iter()
         .enumerate()
         .filter(|(i, s)| Some(*i as u32) != except && s.owned.load(Ordering::Acquire))
@@ -170,7 +183,7 @@ pub fn with_snapshot<R>(slot: u32, f: impl FnOnce(&Snapshot) -> R) -> Option<R> 
 /// capture): the old snapshot must then be leaked, not freed.
 fn wait_for_readers(own: Option<u32>) -> bool {
     let mut own_idle = true;
-    for (i, s) in READERS.iter().enumerate() {
+    for (i, s) in claimed().iter().enumerate() {
         let seq = s.seq.load(Ordering::SeqCst);
         if seq & 1 == 0 {
             continue;
@@ -293,7 +306,7 @@ fn release_writer() {
 /// In a forked child: the other threads are gone, so are their reads, their
 /// slots, their `dlclose` calls and any writer among them.
 pub fn after_fork_child(own: Option<u32>) {
-    for (i, s) in READERS.iter().enumerate() {
+    for (i, s) in claimed().iter().enumerate() {
         if Some(i as u32) != own {
             s.owned.store(false, Ordering::Relaxed);
         }
@@ -301,4 +314,28 @@ pub fn after_fork_child(own: Option<u32>) {
     }
     CLOSING.store(0, Ordering::Relaxed);
     WRITER.store(false, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::first_touch::thread_minor_faults;
+
+    #[test]
+    fn walks_stop_at_the_highest_slot_ever_claimed() {
+        let slot = claim_slot(0x1000, 0x2000).expect("a free slot");
+        assert!(CLAIMED.load(Ordering::SeqCst) > slot as usize);
+        // The first walk reads only the claimed slots' pages: each page of
+        // the 64 KiB table beyond them would cost a fault.
+        let before = thread_minor_faults();
+        let stacks = thread_stacks(None);
+        assert!(
+            thread_minor_faults() - before <= 1,
+            "the walk read never-claimed slots"
+        );
+        assert!(stacks.contains(&(0x1000, 0x2000)));
+        assert!(!thread_stacks(Some(slot)).contains(&(0x1000, 0x2000)));
+        release_slot(slot);
+        assert!(!thread_stacks(None).contains(&(0x1000, 0x2000)));
+    }
 }
