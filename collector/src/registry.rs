@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use memshim_proto::Hello;
@@ -58,13 +58,27 @@ struct Inner {
     latest: HashMap<u32, Arc<SessionHandle>>,
 }
 
+/// What runs on a session when its stream closes (see [`Registry::on_close`]).
+pub type CloseHook = Box<dyn Fn(&Arc<SessionHandle>) + Send + Sync>;
+
 /// All sessions, in the order their streams opened.
-#[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
     forks: Mutex<HashMap<u32, PendingFork>>,
     fork_cv: Condvar,
     fork_wait: Duration,
+    on_close: OnceLock<CloseHook>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("inner", &self.inner)
+            .field("forks", &self.forks)
+            .field("fork_wait", &self.fork_wait)
+            .field("on_close", &self.on_close.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for Registry {
@@ -81,7 +95,15 @@ impl Registry {
             forks: Mutex::default(),
             fork_cv: Condvar::new(),
             fork_wait,
+            on_close: OnceLock::new(),
         }
+    }
+
+    /// Runs `hook` on every session whose stream closes from now on, on the
+    /// thread that closes it (the stream's connection thread, which has
+    /// nothing else to do then). Only the first hook set is kept.
+    pub fn on_close(&self, hook: CloseHook) {
+        let _ = self.on_close.set(hook);
     }
 
     /// Opens the session of a stream that said `hello`.
@@ -114,13 +136,19 @@ impl Registry {
         handle
     }
 
-    /// Marks a session's stream as over (end of stream or error).
-    pub fn close(&self, handle: &SessionHandle) {
+    /// Marks a session's stream as over (end of stream or error), then
+    /// runs the [`Registry::on_close`] hook on it.
+    pub fn close(&self, handle: &Arc<SessionHandle>) {
         handle.lock().close();
         handle.closed.store(true, Ordering::Release);
-        // Wake children waiting for this parent: it will fork no more.
-        let _forks = lock(&self.forks);
-        self.fork_cv.notify_all();
+        {
+            // Wake children waiting for this parent: it will fork no more.
+            let _forks = lock(&self.forks);
+            self.fork_cv.notify_all();
+        }
+        if let Some(hook) = self.on_close.get() {
+            hook(handle);
+        }
     }
 
     /// Offers the state of `parent_pid` at its fork of `child_pid` to the child's stream.

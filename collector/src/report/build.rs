@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use memshim_proto::StackId;
@@ -19,7 +19,7 @@ use crate::analysis::attribution::{attributed_frame, attributed_module, describe
 use crate::analysis::categories::{Categories, UNCATEGORIZED};
 use crate::analysis::grouping::{GroupBy, Grouper};
 use crate::leakcheck::suppressions::{Kinds, Suppressions};
-use crate::registry::Registry;
+use crate::registry::{Registry, SessionHandle};
 use crate::state::modules::ModuleMap;
 use crate::state::{Exit, Session, Site};
 use crate::symbolize::{SymbolCache, Symbolizer};
@@ -71,8 +71,95 @@ struct ProcessDraft {
     leak_candidates: Vec<SiteDraft>,
 }
 
+/// Drafts of the processes that ended while others still ran, made ahead
+/// of the report.
+///
+/// `memcollect run` reports once the whole process tree has ended; a
+/// session's draft (its figures, rankings and leak classes, all but the
+/// symbols) is final once its stream closes, unless the reaper refines its
+/// exit afterwards. Drafting each session on its connection thread as it
+/// closes takes that work off the report's critical path: gcc's cc1 is
+/// drafted while the assembler runs.
+pub struct EarlyDrafts {
+    options: ReportOptions,
+    /// By session (the address of its handle, which the registry keeps):
+    /// the exit the draft saw, and the draft.
+    drafts: Mutex<HashMap<usize, (Exit, ProcessDraft)>>,
+}
+
+impl EarlyDrafts {
+    /// Drafts for reports made with `options`.
+    pub fn new(options: ReportOptions) -> Self {
+        EarlyDrafts {
+            options,
+            drafts: Mutex::default(),
+        }
+    }
+
+    /// Drafts the closed session `handle`, if `options` selects it.
+    pub fn add(&self, handle: &Arc<SessionHandle>) {
+        let session = handle.lock();
+        if !selects(&self.options, &session) {
+            return;
+        }
+        let exit = session.exit();
+        let draft = draft_for(&session, &self.options, 0);
+        drop(session);
+        self.lock()
+            .insert(Arc::as_ptr(handle) as usize, (exit, draft));
+    }
+
+    /// The draft of `handle`'s session, if it was made with `options` and
+    /// the session's exit has not changed since.
+    fn take(
+        &self,
+        handle: &Arc<SessionHandle>,
+        session: &Session,
+        options: &ReportOptions,
+    ) -> Option<ProcessDraft> {
+        if *options != self.options {
+            return None;
+        }
+        let (exit, draft) = self.lock().remove(&(Arc::as_ptr(handle) as usize))?;
+        (exit == session.exit()).then_some(draft)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, (Exit, ProcessDraft)>> {
+        self.drafts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether `options` selects `session`'s process.
+fn selects(options: &ReportOptions, session: &Session) -> bool {
+    options.pid.is_none_or(|pid| pid == session.hello().pid)
+}
+
+/// The draft of `session` for `options`, at `now_ns` (for a running one).
+fn draft_for(session: &Session, options: &ReportOptions, now_ns: u64) -> ProcessDraft {
+    let watched = Kinds(Kinds::LOST.0 | options.suppressions.as_ref().map_or(0, |s| s.kinds().0));
+    draft(
+        session,
+        options.top,
+        now_ns,
+        options.categories.is_some() || options.group.is_some(),
+        watched,
+    )
+}
+
 /// Builds the report of every session in `registry` that `options` selects.
 pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOptions) -> Report {
+    build_report_with(registry, cache, options, None)
+}
+
+/// [`build_report`], using the drafts in `early` that are still valid.
+pub fn build_report_with(
+    registry: &Registry,
+    cache: &SymbolCache,
+    options: &ReportOptions,
+    early: Option<&EarlyDrafts>,
+) -> Report {
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -81,22 +168,13 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
         .iter()
         .filter_map(|handle| {
             let session = handle.lock();
-            let hello = session.hello();
-            if options.pid.is_some_and(|pid| pid != hello.pid) {
+            if !selects(options, &session) {
                 return None;
             }
-            let watched =
-                Kinds(Kinds::LOST.0 | options.suppressions.as_ref().map_or(0, |s| s.kinds().0));
-            Some((
-                hello.start_unix_ns,
-                draft(
-                    &session,
-                    options.top,
-                    now_ns,
-                    options.categories.is_some() || options.group.is_some(),
-                    watched,
-                ),
-            ))
+            let draft = early
+                .and_then(|early| early.take(handle, &session, options))
+                .unwrap_or_else(|| draft_for(&session, options, now_ns));
+            Some((session.hello().start_unix_ns, draft))
         })
         .collect();
     drafts.sort_by_key(|(start, d)| (*start, d.report.pid));

@@ -28,7 +28,7 @@ use crate::cli::RunArgs;
 use crate::commands::output::{emit, Terminal};
 use crate::failure::Failure;
 use crate::registry::Registry;
-use crate::report::build::{build_report, ReportOptions};
+use crate::report::build::{build_report_with, EarlyDrafts, ReportOptions};
 use crate::server::{Server, Stop};
 use crate::symbolize::SymbolCache;
 use private_dir::PrivateDir;
@@ -67,6 +67,18 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let dir =
         PrivateDir::create().map_err(|e| format!("cannot create a private directory: {e}"))?;
     let registry = Arc::new(Registry::default());
+    let options = ReportOptions {
+        top: args.output.top,
+        pid: None,
+        categories,
+        suppressions,
+        group: args.output.group,
+    };
+    let early = Arc::new(EarlyDrafts::new(options.clone()));
+    {
+        let early = Arc::clone(&early);
+        registry.on_close(Box::new(move |handle| early.add(handle)));
+    }
     let cache = Arc::new(SymbolCache::persistent());
     let server = Arc::new(Server::bind(
         &dir.path().join("collector.sock"),
@@ -124,17 +136,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     for r in &reaped {
         registry.refine_exit(r.pid, r.exit);
     }
-    let mut report = build_report(
-        &registry,
-        &cache,
-        &ReportOptions {
-            top: args.output.top,
-            pid: None,
-            categories,
-            suppressions,
-            group: args.output.group,
-        },
-    );
+    let mut report = build_report_with(&registry, &cache, &options, Some(&early));
     interpreter_env.after_run(&report);
     crate::leakcheck::select::only(&mut report, &args.leaks.only);
     server.remove_socket();

@@ -304,3 +304,50 @@ fn a_pair_applied_at_once_reports_exactly_as_its_two_events() {
         }
     }
 }
+
+#[test]
+fn drafts_made_as_streams_close_give_the_same_report() {
+    use crate::report::build::{build_report_with, EarlyDrafts};
+    use std::sync::Arc;
+
+    let registry = Registry::default();
+    let options = ReportOptions::new(10, None);
+    let early = Arc::new(EarlyDrafts::new(options.clone()));
+    {
+        let early = Arc::clone(&early);
+        registry.on_close(Box::new(move |handle| early.add(handle)));
+    }
+    // An exit with its code, a cut stream, and an exit whose code only the
+    // reaper learns (after the draft: that one must be drafted again).
+    let endings = [
+        Some(EndReason::Exit(3)),
+        None,
+        Some(EndReason::ExitCodeUnknown),
+    ];
+    for (i, ending) in endings.into_iter().enumerate() {
+        let pid = 100 + i as u32;
+        let handle = registry.open(hello(pid, None));
+        {
+            let mut s = handle.lock();
+            for b in 0..20u64 {
+                s.apply(malloc(b * MS, 0x1000 + b * 0x100, 64 + b, 1 + b % 3))
+                    .unwrap();
+                if b % 2 == 0 {
+                    s.apply(free(b * MS + 1, 1, 0x1000 + b * 0x100, false))
+                        .unwrap();
+                }
+            }
+            if let Some(reason) = ending {
+                s.apply(end(30 * MS, reason)).unwrap();
+            }
+        }
+        registry.close(&handle);
+    }
+    registry.refine_exit(102, Exit::Signal(9));
+    let cache = SymbolCache::default();
+    let ahead = build_report_with(&registry, &cache, &options, Some(&early));
+    let fresh = build_report(&registry, &cache, &options);
+    assert_eq!(ahead, fresh);
+    let exits: Vec<Exit> = fresh.processes.iter().map(|p| p.exit).collect();
+    assert_eq!(exits, [Exit::Code(3), Exit::Cut, Exit::Signal(9)]);
+}
