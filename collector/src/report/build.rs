@@ -71,32 +71,34 @@ struct ProcessDraft {
     leak_candidates: Vec<SiteDraft>,
 }
 
-/// Drafts of the processes that ended while others still ran, made ahead
-/// of the report.
+/// The reports of the processes that ended while others still ran, made
+/// ahead of the whole report.
 ///
 /// `memcollect run` reports once the whole process tree has ended; a
-/// session's draft (its figures, rankings and leak classes, all but the
-/// symbols) is final once its stream closes, unless the reaper refines its
-/// exit afterwards. Drafting each session on its connection thread as it
+/// session's part of the report (its figures, rankings and leak classes,
+/// symbolized) is final once its stream closes, unless the reaper refines
+/// its exit afterwards. Making each on its connection thread as the stream
 /// closes takes that work off the report's critical path: gcc's cc1 is
-/// drafted while the assembler runs.
-pub struct EarlyDrafts {
+/// reported on while the assembler runs.
+pub struct EarlyReports {
     options: ReportOptions,
+    cache: Arc<SymbolCache>,
     /// By session (the address of its handle, which the registry keeps):
-    /// the exit the draft saw, and the draft.
-    drafts: Mutex<HashMap<usize, (Exit, ProcessDraft)>>,
+    /// the exit the report saw, and the report.
+    reports: Mutex<HashMap<usize, (Exit, ProcessReport)>>,
 }
 
-impl EarlyDrafts {
-    /// Drafts for reports made with `options`.
-    pub fn new(options: ReportOptions) -> Self {
-        EarlyDrafts {
+impl EarlyReports {
+    /// Reports made with `options`, symbolized through `cache`.
+    pub fn new(options: ReportOptions, cache: Arc<SymbolCache>) -> Self {
+        EarlyReports {
             options,
-            drafts: Mutex::default(),
+            cache,
+            reports: Mutex::default(),
         }
     }
 
-    /// Drafts the closed session `handle`, if `options` selects it.
+    /// Reports on the closed session `handle`, if `options` selects it.
     pub fn add(&self, handle: &Arc<SessionHandle>) {
         let session = handle.lock();
         if !selects(&self.options, &session) {
@@ -105,30 +107,63 @@ impl EarlyDrafts {
         let exit = session.exit();
         let draft = draft_for(&session, &self.options, 0);
         drop(session);
+        let report = finish_for(draft, &mut Symbolizer::new(&self.cache), &self.options);
         self.lock()
-            .insert(Arc::as_ptr(handle) as usize, (exit, draft));
+            .insert(Arc::as_ptr(handle) as usize, (exit, report));
     }
 
-    /// The draft of `handle`'s session, if it was made with `options` and
+    /// The report on `handle`'s session, if it was made with `options` and
     /// the session's exit has not changed since.
     fn take(
         &self,
         handle: &Arc<SessionHandle>,
         session: &Session,
         options: &ReportOptions,
-    ) -> Option<ProcessDraft> {
+    ) -> Option<ProcessReport> {
         if *options != self.options {
             return None;
         }
-        let (exit, draft) = self.lock().remove(&(Arc::as_ptr(handle) as usize))?;
-        (exit == session.exit()).then_some(draft)
+        let (exit, report) = self.lock().remove(&(Arc::as_ptr(handle) as usize))?;
+        (exit == session.exit()).then_some(report)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, (Exit, ProcessDraft)>> {
-        self.drafts
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, (Exit, ProcessReport)>> {
+        self.reports
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// A process's part of the report: made ahead, or drafted now and
+/// symbolized once every process is drafted.
+enum Part {
+    Made(Box<ProcessReport>),
+    Draft(Box<ProcessDraft>),
+}
+
+impl Part {
+    fn pid(&self) -> u32 {
+        match self {
+            Part::Made(report) => report.pid,
+            Part::Draft(draft) => draft.report.pid,
+        }
+    }
+}
+
+/// [`finish`] with what `options` asks for.
+fn finish_for(
+    draft: ProcessDraft,
+    symbolizer: &mut Symbolizer<'_>,
+    options: &ReportOptions,
+) -> ProcessReport {
+    finish(
+        draft,
+        symbolizer,
+        options.categories.as_deref(),
+        options.suppressions.as_deref(),
+        options.group,
+        options.top,
+    )
 }
 
 /// Whether `options` selects `session`'s process.
@@ -153,17 +188,17 @@ pub fn build_report(registry: &Registry, cache: &SymbolCache, options: &ReportOp
     build_report_with(registry, cache, options, None)
 }
 
-/// [`build_report`], using the drafts in `early` that are still valid.
+/// [`build_report`], using the reports in `early` that are still valid.
 pub fn build_report_with(
     registry: &Registry,
     cache: &SymbolCache,
     options: &ReportOptions,
-    early: Option<&EarlyDrafts>,
+    early: Option<&EarlyReports>,
 ) -> Report {
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let mut drafts: Vec<(u64, ProcessDraft)> = registry
+    let mut parts: Vec<(u64, Part)> = registry
         .sessions()
         .iter()
         .filter_map(|handle| {
@@ -171,25 +206,20 @@ pub fn build_report_with(
             if !selects(options, &session) {
                 return None;
             }
-            let draft = early
-                .and_then(|early| early.take(handle, &session, options))
-                .unwrap_or_else(|| draft_for(&session, options, now_ns));
-            Some((session.hello().start_unix_ns, draft))
+            let part = match early.and_then(|early| early.take(handle, &session, options)) {
+                Some(report) => Part::Made(Box::new(report)),
+                None => Part::Draft(Box::new(draft_for(&session, options, now_ns))),
+            };
+            Some((session.hello().start_unix_ns, part))
         })
         .collect();
-    drafts.sort_by_key(|(start, d)| (*start, d.report.pid));
+    parts.sort_by_key(|(start, part)| (*start, part.pid()));
     let mut symbolizer = Symbolizer::new(cache);
-    let processes = drafts
+    let processes = parts
         .into_iter()
-        .map(|(_, d)| {
-            finish(
-                d,
-                &mut symbolizer,
-                options.categories.as_deref(),
-                options.suppressions.as_deref(),
-                options.group,
-                options.top,
-            )
+        .map(|(_, part)| match part {
+            Part::Made(report) => *report,
+            Part::Draft(draft) => finish_for(*draft, &mut symbolizer, options),
         })
         .collect();
     Report {

@@ -28,7 +28,7 @@ use crate::cli::RunArgs;
 use crate::commands::output::{emit, Terminal};
 use crate::failure::Failure;
 use crate::registry::Registry;
-use crate::report::build::{build_report_with, EarlyDrafts, ReportOptions};
+use crate::report::build::{build_report_with, EarlyReports, ReportOptions};
 use crate::server::{Server, Stop};
 use crate::symbolize::SymbolCache;
 use private_dir::PrivateDir;
@@ -74,12 +74,12 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         suppressions,
         group: args.output.group,
     };
-    let early = Arc::new(EarlyDrafts::new(options.clone()));
+    let cache = Arc::new(SymbolCache::persistent());
+    let early = Arc::new(EarlyReports::new(options.clone(), Arc::clone(&cache)));
     {
         let early = Arc::clone(&early);
         registry.on_close(Box::new(move |handle| early.add(handle)));
     }
-    let cache = Arc::new(SymbolCache::persistent());
     let server = Arc::new(Server::bind(
         &dir.path().join("collector.sock"),
         Arc::clone(&registry),

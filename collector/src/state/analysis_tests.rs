@@ -306,13 +306,14 @@ fn a_pair_applied_at_once_reports_exactly_as_its_two_events() {
 }
 
 #[test]
-fn drafts_made_as_streams_close_give_the_same_report() {
-    use crate::report::build::{build_report_with, EarlyDrafts};
+fn reports_made_as_streams_close_give_the_same_report() {
+    use crate::report::build::{build_report_with, EarlyReports};
     use std::sync::Arc;
 
     let registry = Registry::default();
     let options = ReportOptions::new(10, None);
-    let early = Arc::new(EarlyDrafts::new(options.clone()));
+    let cache = Arc::new(SymbolCache::default());
+    let early = Arc::new(EarlyReports::new(options.clone(), Arc::clone(&cache)));
     {
         let early = Arc::clone(&early);
         registry.on_close(Box::new(move |handle| early.add(handle)));
@@ -344,7 +345,6 @@ fn drafts_made_as_streams_close_give_the_same_report() {
         registry.close(&handle);
     }
     registry.refine_exit(102, Exit::Signal(9));
-    let cache = SymbolCache::default();
     let ahead = build_report_with(&registry, &cache, &options, Some(&early));
     let fresh = build_report(&registry, &cache, &options);
     assert_eq!(ahead, fresh);
