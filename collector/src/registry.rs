@@ -100,8 +100,8 @@ impl Registry {
     }
 
     /// Runs `hook` on every session whose stream closes from now on, on the
-    /// thread that closes it (the stream's connection thread, which has
-    /// nothing else to do then). Only the first hook set is kept.
+    /// thread that closes it (a stream's connection thread: the hook must
+    /// not block). Only the first hook set is kept.
     pub fn on_close(&self, hook: CloseHook) {
         let _ = self.on_close.set(hook);
     }

@@ -5,7 +5,8 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use memshim_proto::StackId;
@@ -77,29 +78,70 @@ struct ProcessDraft {
 /// `memcollect run` reports once the whole process tree has ended; a
 /// session's part of the report (its figures, rankings and leak classes,
 /// symbolized) is final once its stream closes, unless the reaper refines
-/// its exit afterwards. Making each on its connection thread as the stream
-/// closes takes that work off the report's critical path: gcc's cc1 is
-/// reported on while the assembler runs.
+/// its exit afterwards. A thread of its own makes each as its stream
+/// closes, which takes that work off the report's critical path: gcc's cc1
+/// is reported on while the assembler runs.
 pub struct EarlyReports {
     options: ReportOptions,
     cache: Arc<SymbolCache>,
     /// By session (the address of its handle, which the registry keeps):
     /// the exit the report saw, and the report.
     reports: Mutex<HashMap<usize, (Exit, ProcessReport)>>,
+    /// Closed sessions for the worker; `None` once [`EarlyReports::wait`]ed.
+    queue: Mutex<Option<mpsc::Sender<Arc<SessionHandle>>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl EarlyReports {
-    /// Reports made with `options`, symbolized through `cache`.
-    pub fn new(options: ReportOptions, cache: Arc<SymbolCache>) -> Self {
-        EarlyReports {
+    /// Starts the worker that makes reports with `options`, symbolized
+    /// through `cache`. Without a worker (it could not start), every report
+    /// is made at the end as usual.
+    pub fn start(options: ReportOptions, cache: Arc<SymbolCache>) -> Arc<Self> {
+        let early = Arc::new(EarlyReports {
             options,
             cache,
             reports: Mutex::default(),
+            queue: Mutex::new(None),
+            worker: Mutex::new(None),
+        });
+        let (sender, receiver) = mpsc::channel::<Arc<SessionHandle>>();
+        let worker = {
+            let early = Arc::clone(&early);
+            std::thread::Builder::new()
+                .name("memcollect-early".into())
+                .spawn(move || {
+                    for handle in receiver {
+                        early.make(&handle);
+                    }
+                })
+        };
+        if let Ok(worker) = worker {
+            *lock(&early.queue) = Some(sender);
+            *lock(&early.worker) = Some(worker);
+        }
+        early
+    }
+
+    /// Queues the closed session `handle` for its report (the registry's
+    /// close hook: it must not wait).
+    pub fn queue(&self, handle: &Arc<SessionHandle>) {
+        if let Some(queue) = lock(&self.queue).as_ref() {
+            // A worker that died only means the report is made at the end.
+            let _ = queue.send(Arc::clone(handle));
+        }
+    }
+
+    /// Waits until every queued session has its report; later ones are not
+    /// made ahead.
+    pub fn wait(&self) {
+        drop(lock(&self.queue).take());
+        if let Some(worker) = lock(&self.worker).take() {
+            let _ = worker.join();
         }
     }
 
     /// Reports on the closed session `handle`, if `options` selects it.
-    pub fn add(&self, handle: &Arc<SessionHandle>) {
+    fn make(&self, handle: &Arc<SessionHandle>) {
         let session = handle.lock();
         if !selects(&self.options, &session) {
             return;
@@ -108,8 +150,13 @@ impl EarlyReports {
         let draft = draft_for(&session, &self.options, 0);
         drop(session);
         let report = finish_for(draft, &mut Symbolizer::new(&self.cache), &self.options);
-        self.lock()
-            .insert(Arc::as_ptr(handle) as usize, (exit, report));
+        lock(&self.reports).insert(Arc::as_ptr(handle) as usize, (exit, report));
+    }
+
+    /// How many reports were made ahead and not taken yet.
+    #[cfg(test)]
+    pub(crate) fn made(&self) -> usize {
+        lock(&self.reports).len()
     }
 
     /// The report on `handle`'s session, if it was made with `options` and
@@ -123,15 +170,13 @@ impl EarlyReports {
         if *options != self.options {
             return None;
         }
-        let (exit, report) = self.lock().remove(&(Arc::as_ptr(handle) as usize))?;
+        let (exit, report) = lock(&self.reports).remove(&(Arc::as_ptr(handle) as usize))?;
         (exit == session.exit()).then_some(report)
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, (Exit, ProcessReport)>> {
-        self.reports
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A process's part of the report: made ahead, or drafted now and

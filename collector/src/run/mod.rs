@@ -75,10 +75,10 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         group: args.output.group,
     };
     let cache = Arc::new(SymbolCache::persistent());
-    let early = Arc::new(EarlyReports::new(options.clone(), Arc::clone(&cache)));
+    let early = EarlyReports::start(options.clone(), Arc::clone(&cache));
     {
         let early = Arc::clone(&early);
-        registry.on_close(Box::new(move |handle| early.add(handle)));
+        registry.on_close(Box::new(move |handle| early.queue(handle)));
     }
     let server = Arc::new(Server::bind(
         &dir.path().join("collector.sock"),
@@ -133,6 +133,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         );
     }
     registry.cut_open_sessions();
+    early.wait();
     for r in &reaped {
         registry.refine_exit(r.pid, r.exit);
     }

@@ -313,10 +313,10 @@ fn reports_made_as_streams_close_give_the_same_report() {
     let registry = Registry::default();
     let options = ReportOptions::new(10, None);
     let cache = Arc::new(SymbolCache::default());
-    let early = Arc::new(EarlyReports::new(options.clone(), Arc::clone(&cache)));
+    let early = EarlyReports::start(options.clone(), Arc::clone(&cache));
     {
         let early = Arc::clone(&early);
-        registry.on_close(Box::new(move |handle| early.add(handle)));
+        registry.on_close(Box::new(move |handle| early.queue(handle)));
     }
     // An exit with its code, a cut stream, and an exit whose code only the
     // reaper learns (after the draft: that one must be drafted again).
@@ -344,6 +344,8 @@ fn reports_made_as_streams_close_give_the_same_report() {
         }
         registry.close(&handle);
     }
+    early.wait();
+    assert_eq!(early.made(), 3);
     registry.refine_exit(102, Exit::Signal(9));
     let ahead = build_report_with(&registry, &cache, &options, Some(&early));
     let fresh = build_report(&registry, &cache, &options);
