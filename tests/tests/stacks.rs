@@ -2,7 +2,8 @@
 //! `-O2 -fomit-frame-pointer -g` and of a Rust program appear complete, in
 //! order, with the file:line of each frame (lines marked `@NAME` in the
 //! sources) and demangled names; a stripped binary is symbolized from its
-//! separate debug file; a `dlclose`d library's site stays named; a binary
+//! separate debug file; a `dlclose`d library's site stays named, and
+//! libraries loaded and unloaded while threads allocate lose nothing; a binary
 //! rebuilt on disk after the run is reported as changed, never misnamed;
 //! `--group function|file` sums sites; Python and Node stacks are readable.
 
@@ -313,6 +314,39 @@ fn dlclosed_library_site_stays_named() {
     assert_chain(site, "stacks_plugin.c", &chain, &eq);
     let module = site.frames[0].module.as_deref().unwrap_or("");
     assert_eq!(module, lib.to_str().unwrap(), "{}", site.describe());
+}
+
+#[test]
+fn libraries_loaded_and_unloaded_while_threads_allocate_lose_nothing() {
+    // Every dlopen and dlclose replaces the unwinder's module snapshot while
+    // two threads unwind through it without pause: a reader left holding a
+    // freed snapshot would crash the program or corrupt its stacks.
+    let lib = programs::program_with("stacks_plugin.c", &["-O2", "-shared", "-fPIC"], "_so");
+    let prog = programs::program_with("stacks_dlopen_race.c", &["-O2", "-pthread"], "");
+    let dir = programs::scratch();
+    let run = run_ok(&prog, &[&lib], &["--top", "100"], dir.path());
+    let out = run.output.stdout_str();
+    let blocks: i64 = out
+        .strip_prefix("ok ")
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"));
+    let sites = all_sites(process_of(&run, &prog));
+    let calls_of = |function: &str| -> (i64, i64) {
+        let mut seen = std::collections::HashSet::new();
+        sites
+            .iter()
+            .filter(|s| {
+                s.frames
+                    .iter()
+                    .any(|f| f.function.as_deref() == Some(function))
+            })
+            .filter(|s| seen.insert(s.json["id"].to_string()))
+            .fold((0, 0), |(c, b), s| {
+                (c + s.alloc_calls, b + s.bytes_allocated)
+            })
+    };
+    assert_eq!(calls_of("worker_alloc"), (blocks, blocks * 333));
+    assert_eq!(calls_of("plugin_make"), (300, 300 * 54_322));
 }
 
 #[test]

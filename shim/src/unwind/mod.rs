@@ -30,6 +30,7 @@
 
 #![cfg(target_arch = "x86_64")]
 
+mod barrier;
 pub mod elf;
 mod memo;
 pub mod registry;
@@ -112,6 +113,7 @@ pub fn init() {
         INIT.store(INIT_FAILED, Ordering::Release);
         return;
     }
+    barrier::register();
     registry::refresh(None);
     INIT.store(INIT_READY, Ordering::Release);
 }

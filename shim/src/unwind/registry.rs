@@ -6,11 +6,11 @@
 //! with one atomic swap, and free the old one only after a grace period:
 //!
 //! * Each thread that captures owns a reader slot ([`Slot`]) whose sequence
-//!   number it makes odd (a `SeqCst` store) before loading the snapshot and
-//!   even again when done. A writer, after the swap, waits until every slot
-//!   that was odd has moved on. Readers that loaded the old snapshot have then
-//!   finished with it. (SC reasoning: a reader whose odd store comes after
-//!   the writer's check in the total order loads the new pointer.)
+//!   number it makes odd before loading the snapshot and even again when
+//!   done. A writer, after the swap, waits until every slot that was odd has
+//!   moved on. Readers that loaded the old snapshot have then finished with
+//!   it. (A reader whose odd store the writer's check misses loads the new
+//!   pointer: the two sides' barriers are asymmetric, see [`barrier`].)
 //! * Writers serialise with an atomic flag ([`WRITER`]); a forked child, whose
 //!   other threads are gone, resets it and the slots (`after_fork_child`).
 //!
@@ -34,6 +34,7 @@ use std::sync::OnceLock;
 use framehop::x86_64::{CacheX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder as _};
 
+use super::barrier;
 use super::elf::{self, Found, Section};
 
 /// The unwinder over mapped section data, never allocating while it unwinds.
@@ -166,9 +167,9 @@ pub fn release_slot(slot: u32) {
 pub fn with_snapshot<R>(slot: u32, f: impl FnOnce(&Snapshot) -> R) -> Option<R> {
     let s = &READERS[slot as usize];
     let seq = s.seq.load(Ordering::Relaxed);
-    // SeqCst (an `xchg` on x86-64): the snapshot load below cannot be seen
-    // before this store by a writer checking the slot.
-    s.seq.store(seq | 1, Ordering::SeqCst);
+    // The snapshot load below cannot be seen before this store by a writer
+    // checking the slot (see `barrier`).
+    barrier::mark_reading(&s.seq, seq | 1);
     let snap = CURRENT.load(Ordering::SeqCst);
     // SAFETY: a published snapshot is freed only after every reader that
     // could have loaded it has made its slot's sequence move on.
@@ -270,7 +271,7 @@ pub fn refresh(own: Option<u32>) {
         rescan_asked: AtomicBool::new(false),
     }));
     let old = CURRENT.swap(new, Ordering::SeqCst);
-    if !old.is_null() && wait_for_readers(own) {
+    if !old.is_null() && barrier::after_publish() && wait_for_readers(own) {
         // SAFETY: unpublished, and no reader holds it any more.
         drop(unsafe { Box::from_raw(old) });
     }
@@ -306,6 +307,7 @@ fn release_writer() {
 /// In a forked child: the other threads are gone, so are their reads, their
 /// slots, their `dlclose` calls and any writer among them.
 pub fn after_fork_child(own: Option<u32>) {
+    barrier::register();
     for (i, s) in claimed().iter().enumerate() {
         if Some(i as u32) != own {
             s.owned.store(false, Ordering::Relaxed);
