@@ -11,6 +11,7 @@
 
 mod heuristics;
 mod memory;
+mod page_filter;
 mod reach;
 mod roots;
 

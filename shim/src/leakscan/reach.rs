@@ -19,6 +19,7 @@ use memshim_proto::{LeakClass, LiveBlock};
 
 use super::heuristics::{self, ReadOnlyRanges};
 use super::memory;
+use super::page_filter::PageFilter;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -35,6 +36,8 @@ pub struct Reach<'a> {
     work: Vec<usize>,
     lo: u64,
     hi: u64,
+    /// Rules out most candidate pointers before the binary search.
+    pages: PageFilter,
     vtables: ReadOnlyRanges,
     buf: Vec<u8>,
     windows: memory::Windows,
@@ -59,6 +62,7 @@ impl<'a> Reach<'a> {
             work: Vec::new(),
             lo,
             hi,
+            pages: PageFilter::new(blocks),
             vtables: ReadOnlyRanges::load(),
             buf: Vec::new(),
             windows: memory::Windows::default(),
@@ -70,7 +74,7 @@ impl<'a> Reach<'a> {
     /// The block `ptr` points into, and whether it points at its start.
     /// A zero-sized block is pointed at only by its own address.
     fn find(&self, ptr: u64) -> Option<(usize, bool)> {
-        if ptr < self.lo || ptr >= self.hi {
+        if ptr < self.lo || ptr >= self.hi || !self.pages.may_hold(ptr) {
             return None;
         }
         let i = self
