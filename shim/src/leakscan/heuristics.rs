@@ -4,30 +4,35 @@
 //! block: memcheck counts a block reached through one of these as reachable,
 //! not possibly lost, and so does memshim, with the same four rules.
 
-/// Address ranges of read-only file mappings, where vtables live.
+/// Address ranges of the loaded objects' read-only segments, where vtables
+/// live (in `.data.rel.ro`, read-only once relocated).
 pub struct ReadOnlyRanges(Vec<(u64, u64)>);
 
 impl ReadOnlyRanges {
-    /// Reads `/proc/self/maps` for readable, non-writable, file-backed mappings.
+    /// The non-writable `PT_LOAD` segments and the `PT_GNU_RELRO` ranges of
+    /// every loaded object. From the program headers (`dl_iterate_phdr`):
+    /// reading `/proc/self/maps` for the same cost ~50 us at every exit.
     pub fn load() -> ReadOnlyRanges {
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-        let ranges = maps
-            .lines()
-            .filter_map(|line| {
-                let mut cols = line.split_whitespace();
-                let range = cols.next()?;
-                let perms = cols.next()?.as_bytes();
-                let inode = cols.nth(2)?;
-                if perms.first() != Some(&b'r') || perms.get(1) == Some(&b'w') || inode == "0" {
-                    return None;
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        unsafe extern "C" fn each(
+            info: *mut libc::dl_phdr_info,
+            _: usize,
+            data: *mut std::ffi::c_void,
+        ) -> std::ffi::c_int {
+            let ranges = &mut *(data as *mut Vec<(u64, u64)>);
+            let info = &*info;
+            let phdrs = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+            for p in phdrs {
+                let read_only_load = p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W == 0;
+                if read_only_load || p.p_type == libc::PT_GNU_RELRO {
+                    let lo = info.dlpi_addr + p.p_vaddr;
+                    ranges.push((lo, lo + p.p_memsz));
                 }
-                let (lo, hi) = range.split_once('-')?;
-                Some((
-                    u64::from_str_radix(lo, 16).ok()?,
-                    u64::from_str_radix(hi, 16).ok()?,
-                ))
-            })
-            .collect();
+            }
+            0
+        }
+        // SAFETY: the callback only reads the program headers it is handed.
+        unsafe { libc::dl_iterate_phdr(Some(each), (&mut ranges as *mut Vec<(u64, u64)>).cast()) };
         ReadOnlyRanges(ranges)
     }
 
@@ -81,4 +86,33 @@ pub fn matches(
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    fn f() {}
+    /// Function pointers needing relocation: `.data.rel.ro`, like a vtable.
+    static TABLE: [fn(); 2] = [f, f];
+    static WRITABLE: AtomicU64 = AtomicU64::new(1);
+
+    #[test]
+    fn relocated_read_only_data_is_read_only_and_the_rest_is_not() {
+        let ranges = ReadOnlyRanges::load();
+        assert!(
+            ranges.contains(TABLE.as_ptr() as u64),
+            "a table of function pointers"
+        );
+        assert!(ranges.contains(f as *const () as u64), "code");
+        assert!(
+            !ranges.contains(&WRITABLE as *const AtomicU64 as u64),
+            "writable data"
+        );
+        let heap = Box::new(7u64);
+        assert!(!ranges.contains(&*heap as *const u64 as u64), "the heap");
+        let local = 7u64;
+        assert!(!ranges.contains(&local as *const u64 as u64), "the stack");
+    }
 }
