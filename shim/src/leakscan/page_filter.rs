@@ -23,6 +23,10 @@ const MIN_BITS: usize = 1 << 12;
 const BITS_PER_BLOCK: usize = 64;
 const PAGE_SHIFT: u32 = 12;
 
+/// The filter is built only where the blocks' pages are fewer than this
+/// fraction (1/n) of the pages their span covers.
+const SPARSE_FACTOR: u64 = 4;
+
 /// Pages holding part of some live block, hashed into a bitmap.
 pub struct PageFilter {
     bits: Vec<u64>,
@@ -31,6 +35,19 @@ pub struct PageFilter {
 }
 
 impl PageFilter {
+    /// The filter of `blocks`, whose span is `[lo, hi)`, if they lie sparse
+    /// in it. Where they cover much of their span (a heap of small blocks
+    /// side by side), nearly every candidate points into one anyway: the
+    /// filter would only add work (a tenth more scan time for a million
+    /// blocks in one heap).
+    pub fn for_sparse(blocks: &[LiveBlock], lo: u64, hi: u64) -> Option<PageFilter> {
+        let span_pages = (hi.saturating_sub(lo) >> PAGE_SHIFT) + 1;
+        // Counts a page shared by several blocks several times: errs
+        // towards "dense".
+        let block_pages: u64 = blocks.iter().map(|b| pages_of(b).count() as u64).sum();
+        (block_pages.saturating_mul(SPARSE_FACTOR) < span_pages).then(|| PageFilter::new(blocks))
+    }
+
     /// The filter of `blocks` (a block of size 0 covers its address).
     pub fn new(blocks: &[LiveBlock]) -> PageFilter {
         let size = blocks
@@ -43,14 +60,13 @@ impl PageFilter {
             order: size.trailing_zeros(),
         };
         for b in blocks {
-            let first = b.addr >> PAGE_SHIFT;
-            let last = (b.addr + b.size.max(1) - 1) >> PAGE_SHIFT;
-            if last - first >= size as u64 {
+            let pages = pages_of(b);
+            if pages.end() - pages.start() >= size as u64 {
                 // Covers every bit anyway.
                 filter.bits.fill(u64::MAX);
                 break;
             }
-            for page in first..=last {
+            for page in pages {
                 let bit = filter.bit(page);
                 filter.bits[bit / 64] |= 1 << (bit % 64);
             }
@@ -68,6 +84,11 @@ impl PageFilter {
         let bit = self.bit(addr >> PAGE_SHIFT);
         self.bits[bit / 64] & (1 << (bit % 64)) != 0
     }
+}
+
+/// The page numbers `b` covers (a block of size 0 covers its address).
+fn pages_of(b: &LiveBlock) -> std::ops::RangeInclusive<u64> {
+    (b.addr >> PAGE_SHIFT)..=((b.addr + b.size.max(1) - 1) >> PAGE_SHIFT)
 }
 
 #[cfg(test)]
@@ -119,6 +140,16 @@ mod tests {
     fn a_huge_block_sets_every_bit() {
         let filter = PageFilter::new(&[block(0x1000, (MIN_BITS as u64 + 1) << PAGE_SHIFT)]);
         assert!(filter.may_hold(0xdead_beef_0000));
+    }
+
+    #[test]
+    fn blocks_side_by_side_get_no_filter_and_scattered_ones_do() {
+        let side_by_side: Vec<LiveBlock> =
+            (0..10_000).map(|i| block(0x1000 + i * 32, 24)).collect();
+        let (lo, hi) = (0x1000, 0x1000 + 10_000 * 32);
+        assert!(PageFilter::for_sparse(&side_by_side, lo, hi).is_none());
+        let scattered = [block(0x5555_0000_0000, 24), block(0x7f00_0000_0000, 24)];
+        assert!(PageFilter::for_sparse(&scattered, 0x5555_0000_0000, 0x7f00_0000_0018).is_some());
     }
 
     #[test]

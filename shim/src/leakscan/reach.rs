@@ -36,8 +36,9 @@ pub struct Reach<'a> {
     work: Vec<usize>,
     lo: u64,
     hi: u64,
-    /// Rules out most candidate pointers before the binary search.
-    pages: PageFilter,
+    /// Rules out most candidate pointers before the binary search, where
+    /// the blocks lie sparse in their span.
+    pages: Option<PageFilter>,
     vtables: ReadOnlyRanges,
     buf: Vec<u8>,
     windows: memory::Windows,
@@ -62,7 +63,7 @@ impl<'a> Reach<'a> {
             work: Vec::new(),
             lo,
             hi,
-            pages: PageFilter::new(blocks),
+            pages: PageFilter::for_sparse(blocks, lo, hi),
             vtables: ReadOnlyRanges::load(),
             buf: Vec::new(),
             windows: memory::Windows::default(),
@@ -74,7 +75,8 @@ impl<'a> Reach<'a> {
     /// The block `ptr` points into, and whether it points at its start.
     /// A zero-sized block is pointed at only by its own address.
     fn find(&self, ptr: u64) -> Option<(usize, bool)> {
-        if ptr < self.lo || ptr >= self.hi || !self.pages.may_hold(ptr) {
+        if ptr < self.lo || ptr >= self.hi || self.pages.as_ref().is_some_and(|p| !p.may_hold(ptr))
+        {
             return None;
         }
         let i = self
