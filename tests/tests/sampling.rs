@@ -106,14 +106,14 @@ fn frees_of_sampled_blocks_are_all_seen() {
         );
         assert_eq!(run.output.code(), 0, "{}", run.output.stderr_str());
         let p = &run.processes[0];
+        // By the allocating frame: a block the C library allocates below one
+        // of these functions (the new thread's TLS vector, under
+        // `drop_elsewhere`'s `pthread_create`) may be sampled too, and it
+        // stays live on purpose (glibc caches the thread's stack with it).
         let live = |function: &str| -> (i64, i64) {
             p.sites
                 .iter()
-                .filter(|s| {
-                    s.frames
-                        .iter()
-                        .any(|f| f.function.as_deref() == Some(function))
-                })
+                .filter(|s| s.frames.first().and_then(|f| f.function.as_deref()) == Some(function))
                 .fold((0, 0), |(b, n), s| (b + s.live_bytes, n + s.live_blocks))
         };
         let mut m = Mismatches::default();
