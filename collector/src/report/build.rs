@@ -5,13 +5,13 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use memshim_proto::StackId;
 
 use super::analyze::{add_usage, analyze, histogram, site_id, sort_usage};
+use super::early::EarlyReports;
 use super::{
     estimates, leaks, Amount, LeakScanInfo, ProcessReport, Report, SiteLeak, SiteRef, SiteReport,
     SuppressionUse, Totals, Usage, REPORT_VERSION,
@@ -20,7 +20,7 @@ use crate::analysis::attribution::{attributed_frame, attributed_module, describe
 use crate::analysis::categories::{Categories, UNCATEGORIZED};
 use crate::analysis::grouping::{GroupBy, Grouper};
 use crate::leakcheck::suppressions::{Kinds, Suppressions};
-use crate::registry::{Registry, SessionHandle};
+use crate::registry::Registry;
 use crate::state::modules::ModuleMap;
 use crate::state::{Exit, Session, Site};
 use crate::symbolize::{SymbolCache, Symbolizer};
@@ -60,7 +60,7 @@ struct SiteDraft {
 }
 
 /// A process copied out of its session, before symbolization.
-struct ProcessDraft {
+pub(super) struct ProcessDraft {
     report: ProcessReport,
     by_live: Vec<SiteDraft>,
     by_allocated: Vec<SiteDraft>,
@@ -70,113 +70,6 @@ struct ProcessDraft {
     all_sites: Vec<(Option<Arc<[u64]>>, Usage)>,
     /// Sites with lost blocks, or blocks a suppression may silence.
     leak_candidates: Vec<SiteDraft>,
-}
-
-/// The reports of the processes that ended while others still ran, made
-/// ahead of the whole report.
-///
-/// `memcollect run` reports once the whole process tree has ended; a
-/// session's part of the report (its figures, rankings and leak classes,
-/// symbolized) is final once its stream closes, unless the reaper refines
-/// its exit afterwards. A thread of its own makes each as its stream
-/// closes, which takes that work off the report's critical path: gcc's cc1
-/// is reported on while the assembler runs.
-pub struct EarlyReports {
-    options: ReportOptions,
-    cache: Arc<SymbolCache>,
-    /// By session (the address of its handle, which the registry keeps):
-    /// the exit the report saw, and the report.
-    reports: Mutex<HashMap<usize, (Exit, ProcessReport)>>,
-    /// Closed sessions for the worker; `None` once [`EarlyReports::wait`]ed.
-    queue: Mutex<Option<mpsc::Sender<Arc<SessionHandle>>>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl EarlyReports {
-    /// Starts the worker that makes reports with `options`, symbolized
-    /// through `cache`. Without a worker (it could not start), every report
-    /// is made at the end as usual.
-    pub fn start(options: ReportOptions, cache: Arc<SymbolCache>) -> Arc<Self> {
-        let early = Arc::new(EarlyReports {
-            options,
-            cache,
-            reports: Mutex::default(),
-            queue: Mutex::new(None),
-            worker: Mutex::new(None),
-        });
-        let (sender, receiver) = mpsc::channel::<Arc<SessionHandle>>();
-        let worker = {
-            let early = Arc::clone(&early);
-            std::thread::Builder::new()
-                .name("memcollect-early".into())
-                .spawn(move || {
-                    for handle in receiver {
-                        early.make(&handle);
-                    }
-                })
-        };
-        if let Ok(worker) = worker {
-            *lock(&early.queue) = Some(sender);
-            *lock(&early.worker) = Some(worker);
-        }
-        early
-    }
-
-    /// Queues the closed session `handle` for its report (the registry's
-    /// close hook: it must not wait).
-    pub fn queue(&self, handle: &Arc<SessionHandle>) {
-        if let Some(queue) = lock(&self.queue).as_ref() {
-            // A worker that died only means the report is made at the end.
-            let _ = queue.send(Arc::clone(handle));
-        }
-    }
-
-    /// Waits until every queued session has its report; later ones are not
-    /// made ahead.
-    pub fn wait(&self) {
-        drop(lock(&self.queue).take());
-        if let Some(worker) = lock(&self.worker).take() {
-            let _ = worker.join();
-        }
-    }
-
-    /// Reports on the closed session `handle`, if `options` selects it.
-    fn make(&self, handle: &Arc<SessionHandle>) {
-        let session = handle.lock();
-        if !selects(&self.options, &session) {
-            return;
-        }
-        let exit = session.exit();
-        let draft = draft_for(&session, &self.options, 0);
-        drop(session);
-        let report = finish_for(draft, &mut Symbolizer::new(&self.cache), &self.options);
-        lock(&self.reports).insert(Arc::as_ptr(handle) as usize, (exit, report));
-    }
-
-    /// How many reports were made ahead and not taken yet.
-    #[cfg(test)]
-    pub(crate) fn made(&self) -> usize {
-        lock(&self.reports).len()
-    }
-
-    /// The report on `handle`'s session, if it was made with `options` and
-    /// the session's exit has not changed since.
-    fn take(
-        &self,
-        handle: &Arc<SessionHandle>,
-        session: &Session,
-        options: &ReportOptions,
-    ) -> Option<ProcessReport> {
-        if *options != self.options {
-            return None;
-        }
-        let (exit, report) = lock(&self.reports).remove(&(Arc::as_ptr(handle) as usize))?;
-        (exit == session.exit()).then_some(report)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A process's part of the report: made ahead, or drafted now and
@@ -196,7 +89,7 @@ impl Part {
 }
 
 /// [`finish`] with what `options` asks for.
-fn finish_for(
+pub(super) fn finish_for(
     draft: ProcessDraft,
     symbolizer: &mut Symbolizer<'_>,
     options: &ReportOptions,
@@ -212,12 +105,12 @@ fn finish_for(
 }
 
 /// Whether `options` selects `session`'s process.
-fn selects(options: &ReportOptions, session: &Session) -> bool {
+pub(super) fn selects(options: &ReportOptions, session: &Session) -> bool {
     options.pid.is_none_or(|pid| pid == session.hello().pid)
 }
 
 /// The draft of `session` for `options`, at `now_ns` (for a running one).
-fn draft_for(session: &Session, options: &ReportOptions, now_ns: u64) -> ProcessDraft {
+pub(super) fn draft_for(session: &Session, options: &ReportOptions, now_ns: u64) -> ProcessDraft {
     let watched = Kinds(Kinds::LOST.0 | options.suppressions.as_ref().map_or(0, |s| s.kinds().0));
     draft(
         session,

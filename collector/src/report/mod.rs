@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod analyze;
 pub mod build;
+pub mod early;
 pub mod estimates;
 pub mod leaks;
 pub mod text;

@@ -307,7 +307,8 @@ fn a_pair_applied_at_once_reports_exactly_as_its_two_events() {
 
 #[test]
 fn reports_made_as_streams_close_give_the_same_report() {
-    use crate::report::build::{build_report_with, EarlyReports};
+    use crate::report::build::build_report_with;
+    use crate::report::early::EarlyReports;
     use std::sync::Arc;
 
     let registry = Registry::default();
