@@ -96,7 +96,12 @@ fn serves_streams_ignores_garbage_and_answers_reports() {
     let mut report = None;
     for _ in 0..100 {
         let r = query(&socket, &Request::report(5, None)).unwrap();
-        if r.processes.len() == 2 && r.processes[1].totals.live_bytes == 1000 {
+        // Streams are ingested concurrently: wait until the ended one's end
+        // is in too.
+        if r.processes.len() == 2
+            && r.processes[0].exit != Exit::Running
+            && r.processes[1].totals.live_bytes == 1000
+        {
             report = Some(r);
             break;
         }
