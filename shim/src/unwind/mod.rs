@@ -1,15 +1,17 @@
-//! The in-process unwinder: framehop over the `.eh_frame` tables already in
-//! memory, with no allocation, lock or system call while it unwinds.
+//! The in-process unwinder: the `.eh_frame` tables already in memory,
+//! compiled to compact rules a function at a time, with framehop for what
+//! those rules do not cover; no allocation, lock or system call while a
+//! frame it has seen before unwinds.
 //!
 //! * [`registry`] keeps the set of loaded modules current and readable
 //!   without a lock (the `dlclose` hook in `hooks::dl` updates it around
 //!   unloads; loads are picked up when an unwind meets an unknown address).
 //! * Each thread gets, on its first capture (under its guard, where
-//!   allocating is fine): framehop rule caches ([`rule_caches`]: one, then
-//!   several once it has unwound a lot), its stack's bounds
+//!   allocating is fine): its table of rules by address ([`rule_table`],
+//!   of [`rules`]), a framehop cache, its stack's bounds
 //!   (from `/proc/self/maps`) and a reader slot, all kept in its initial-exec
 //!   TLS state (`thread_state::UnwindTls`). A pthread key destructor frees
-//!   the caches and the slot when the thread exits; the main thread's, left
+//!   them and the slot when the thread exits; the main thread's, left
 //!   at `exit`, goes with the process.
 //! * A thread's previous unwind is remembered with every stack word it read
 //!   ([`memo`]): the outer frames of the next capture are copied, not
@@ -34,7 +36,8 @@ mod barrier;
 pub mod elf;
 mod memo;
 pub mod registry;
-mod rule_caches;
+mod rule_table;
+mod rules;
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -45,7 +48,9 @@ use framehop::{FrameAddress, Unwinder as _};
 use crate::stack::{Frames, MAX_FRAMES};
 use crate::thread_state::{self, Guard, UnwindTls};
 use memo::{Memo, Record};
-use rule_caches::RuleCaches;
+use registry::Cache;
+use rule_table::RuleTable;
+use rules::Rule;
 
 /// `UnwindTls::status`: not set up yet.
 pub const STATUS_NEW: u32 = 0;
@@ -73,10 +78,12 @@ const MAX_STEPS: usize = MAX_FRAMES + 32;
 /// (a failed check costs a walk over the remembered reads).
 const MAX_REUSE_CHECKS: u32 = 2;
 
-/// A thread's unwinding state: framehop's rule caches and the memo of its
-/// previous unwind.
+/// A thread's unwinding state: its rules by address, framehop's cache for
+/// the frames those rules leave to framehop, and the memo of its previous
+/// unwind.
 struct ThreadUnwinder {
-    caches: RuleCaches,
+    rules: RuleTable,
+    framehop: Box<Cache>,
     memo: Box<Memo>,
 }
 
@@ -144,7 +151,8 @@ pub fn after_dlclose() {
 /// thread cannot use the unwinder (the caller falls back).
 ///
 /// Must run under the thread's guard. Allocates only on the thread's first
-/// call; after that: no allocation, no lock, no system call.
+/// call and when it meets a function it has not unwound before (on the
+/// shim's heap); otherwise: no allocation, no lock, no system call.
 #[inline(never)]
 pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> bool {
     // SAFETY: this thread's own state, not aliased while we run (the guard
@@ -171,7 +179,8 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
     for attempt in 0..2 {
         out.len = 0;
         let memo = &mut thread.memo;
-        let caches = &mut thread.caches;
+        let rules = &mut thread.rules;
+        let framehop = &mut thread.framehop;
         let rescan = registry::with_snapshot(tls.slot, |snap| {
             let memo_on = MEMO.load(Ordering::Relaxed);
             // The same stack as the previous capture's, from this frame
@@ -256,10 +265,15 @@ pub fn capture(depth: usize, out: &mut Frames, is_own: impl Fn(u64) -> bool) -> 
                         return false;
                     }
                 }
-                let cache = caches.for_address(address);
-                let step = snap
-                    .unwinder
-                    .unwind_frame(address, &mut regs, cache, &mut read_stack);
+                let step = match rules.rule(snap, address.address_for_lookup()) {
+                    Rule::Framehop => snap
+                        .unwinder
+                        .unwind_frame(address, &mut regs, framehop, &mut read_stack)
+                        .map_err(|_| ()),
+                    rule => rule
+                        .exec(!address.is_return_address(), &mut regs, &mut read_stack)
+                        .map_err(|_| ()),
+                };
                 // SAFETY: the unwind call has returned.
                 let r = unsafe { &mut *rec };
                 r.end_step(matches!(step, Ok(Some(_))).then(|| (regs.ip(), regs.bp())));
@@ -329,7 +343,8 @@ fn set_up(tls: &mut UnwindTls) -> bool {
         return false;
     };
     let cache = Box::into_raw(Box::new(ThreadUnwinder {
-        caches: RuleCaches::new(),
+        rules: RuleTable::new(),
+        framehop: Box::new(Cache::new_in()),
         memo: Memo::new_boxed(),
     }));
     // SAFETY: the key was created in `init`; the destructor gets `cache` back.

@@ -52,8 +52,9 @@ pub struct Snapshot {
     /// The identity of each module in `unwinder` (see [`Found::key`]), to
     /// rebuild incrementally.
     keys: Vec<(u64, u64, u64)>,
-    /// The modules' text ranges, sorted, to tell whether an address is known.
-    ranges: Vec<(u64, u64)>,
+    /// The modules, sorted by text start: to tell whether an address is
+    /// known, and where its unwind tables are (see `rule_table`).
+    modules: Vec<Found>,
     /// Set once a capture has asked for a rescan because of an address
     /// outside every module: one rescan per snapshot, so that code no module
     /// holds (JIT code) does not rescan again and again.
@@ -63,8 +64,20 @@ pub struct Snapshot {
 impl Snapshot {
     /// Whether `addr` lies in the text of a module of this set.
     pub fn contains(&self, addr: u64) -> bool {
-        let i = self.ranges.partition_point(|r| r.0 <= addr);
-        i > 0 && addr < self.ranges[i - 1].1
+        self.module_for(addr).is_some()
+    }
+
+    /// The module whose text holds `addr`.
+    pub fn module_for(&self, addr: u64) -> Option<&Found> {
+        let i = self.modules.partition_point(|m| m.text.start <= addr);
+        let module = self.modules.get(i.checked_sub(1)?)?;
+        (addr < module.text.end).then_some(module)
+    }
+
+    /// The modules, sorted by text start.
+    #[cfg(test)]
+    pub fn modules(&self) -> &[Found] {
+        &self.modules
     }
 
     /// Claims this snapshot's one rescan; `true` for the first caller only.
@@ -261,13 +274,12 @@ pub fn refresh(own: Option<u32>) {
             unwinder.add_module(module(f));
         }
     }
-    let mut ranges: Vec<(u64, u64)> = found.iter().map(|f| (f.text.start, f.text.end)).collect();
-    ranges.sort_unstable();
+    found.sort_unstable_by_key(|f| f.text.start);
     let new = Box::into_raw(Box::new(Snapshot {
         unwinder,
         generation: GENERATION.fetch_add(1, Ordering::Relaxed) + 1,
         keys: new_keys,
-        ranges,
+        modules: found,
         rescan_asked: AtomicBool::new(false),
     }));
     let old = CURRENT.swap(new, Ordering::SeqCst);
