@@ -10,16 +10,18 @@
 //!
 //! So the first address met in a function runs the function's whole CFI
 //! program once (gimli's `UnwindTable`) and keeps every row as a [`Rule`];
-//! other addresses in the same function are then a binary search in those
-//! rows. In front of that, a direct-mapped cache by address answers the
-//! addresses seen before in a load and a compare.
+//! other addresses in the same function are then found in the compiled
+//! functions by address (without the search of `.eh_frame_hdr`, whose
+//! pages are cold) and a binary search in their rows. In front of that, a
+//! direct-mapped cache by address answers the addresses seen before in a
+//! load and a compare.
 //!
 //! Everything is per thread (no lock, no sharing) and keyed by absolute
 //! address, valid for one module snapshot: a new generation (a `dlopen` or
 //! `dlclose` elsewhere) empties it. Misses allocate (rows, the FDE map),
 //! which the capture allows: it runs under the guard, on the shim's heap.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use gimli::{
@@ -64,8 +66,8 @@ pub struct RuleTable {
     generation: u64,
     slots: Box<[Slot]>,
     misses: u32,
-    /// Compiled functions by the address of their FDE.
-    functions: HashMap<u64, Function>,
+    /// Compiled functions by start address.
+    functions: BTreeMap<u64, Function>,
     /// Every compiled row: (start address, rule), sorted within a function.
     rows: Vec<(u64, Rule)>,
     /// gimli's evaluation space, kept between compilations.
@@ -79,7 +81,7 @@ impl RuleTable {
             generation: 0,
             slots: vec![EMPTY; SMALL].into_boxed_slice(),
             misses: 0,
-            functions: HashMap::new(),
+            functions: BTreeMap::new(),
             rows: Vec::new(),
             context: Box::new(UnwindContext::new()),
         }
@@ -121,6 +123,19 @@ impl RuleTable {
     /// The rule for `address` from `module`'s tables; `None` when they
     /// cannot say (no FDE covers it, or they are malformed).
     fn find(&mut self, module: &Found, address: u64) -> Option<Rule> {
+        let known = self.functions.range(..=address).next_back();
+        let rows = match known {
+            Some((_, function)) if function.covers.contains(&address) => function.rows.clone(),
+            _ => self.compile_covering(module, address)?,
+        };
+        let rows = &self.rows[rows.start as usize..rows.end as usize];
+        let after = rows.partition_point(|&(start, _)| start <= address);
+        Some(rows[after.checked_sub(1)?].1)
+    }
+
+    /// Compiles the function whose FDE covers `address`, found through
+    /// `.eh_frame_hdr`; returns its rows.
+    fn compile_covering(&mut self, module: &Found, address: u64) -> Option<Range<u32>> {
         let bases = BaseAddresses::default()
             .set_eh_frame_hdr(module.eh_frame_hdr_addr)
             .set_eh_frame(module.eh_frame_addr)
@@ -130,20 +145,19 @@ impl RuleTable {
             .ok()?;
         let table = hdr.table()?;
         let fde_address = table.lookup(address, &bases).ok()?.direct().ok()?;
-        if !self.functions.contains_key(&fde_address) {
-            let offset = table.pointer_to_offset(Pointer::Direct(fde_address)).ok()?;
-            let mut eh_frame = EhFrame::new(&module.eh_frame, LittleEndian);
-            eh_frame.set_address_size(8);
-            let function = self.compile(&eh_frame, &bases, offset)?;
-            self.functions.insert(fde_address, function);
-        }
-        let function = &self.functions[&fde_address];
+        let offset = table.pointer_to_offset(Pointer::Direct(fde_address)).ok()?;
+        let mut eh_frame = EhFrame::new(&module.eh_frame, LittleEndian);
+        eh_frame.set_address_size(8);
+        let function = self.compile(&eh_frame, &bases, offset)?;
         if !function.covers.contains(&address) {
+            // The nearest FDE below, not one for this address (a gap in
+            // the tables): forget its rows, framehop decides.
+            self.rows.truncate(function.rows.start as usize);
             return None;
         }
-        let rows = &self.rows[function.rows.start as usize..function.rows.end as usize];
-        let after = rows.partition_point(|&(start, _)| start <= address);
-        Some(rows[after.checked_sub(1)?].1)
+        let rows = function.rows.clone();
+        self.functions.insert(function.covers.start, function);
+        Some(rows)
     }
 
     /// Runs one FDE's CFI program to its end, appending its rows.
