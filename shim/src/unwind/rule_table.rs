@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use gimli::{
-    BaseAddresses, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, Pointer, UnwindContext,
-    UnwindSection,
+    BaseAddresses, EhFrame, EhFrameHdr, EndianSlice, FrameDescriptionEntry, LittleEndian, Pointer,
+    UnwindContext, UnwindSection,
 };
 
 use super::elf::Found;
@@ -39,6 +39,9 @@ const SMALL: usize = 1 << 10;
 const LARGE: usize = 1 << 14;
 /// Misses before the cache grows to [`LARGE`].
 const GROW_AFTER: u32 = SMALL as u32;
+
+/// The unwind sections as gimli reads them.
+type Bytes<'a> = EndianSlice<'a, LittleEndian>;
 
 /// One cached answer: the rule for a lookup address (0: empty).
 #[derive(Clone, Copy)]
@@ -148,13 +151,15 @@ impl RuleTable {
         let offset = table.pointer_to_offset(Pointer::Direct(fde_address)).ok()?;
         let mut eh_frame = EhFrame::new(&module.eh_frame, LittleEndian);
         eh_frame.set_address_size(8);
-        let function = self.compile(&eh_frame, &bases, offset)?;
-        if !function.covers.contains(&address) {
-            // The nearest FDE below, not one for this address (a gap in
-            // the tables): forget its rows, framehop decides.
-            self.rows.truncate(function.rows.start as usize);
+        let fde = eh_frame
+            .fde_from_offset(&bases, offset, EhFrame::cie_from_offset)
+            .ok()?;
+        // The search gives the nearest FDE below: in a gap of the tables it
+        // is not this address's, and framehop decides.
+        if !fde.contains(address) {
             return None;
         }
+        let function = self.compile(&eh_frame, &bases, &fde)?;
         let rows = function.rows.clone();
         self.functions.insert(function.covers.start, function);
         Some(rows)
@@ -163,13 +168,10 @@ impl RuleTable {
     /// Runs one FDE's CFI program to its end, appending its rows.
     fn compile(
         &mut self,
-        eh_frame: &EhFrame<EndianSlice<'_, LittleEndian>>,
+        eh_frame: &EhFrame<Bytes<'_>>,
         bases: &BaseAddresses,
-        offset: gimli::EhFrameOffset<usize>,
+        fde: &FrameDescriptionEntry<Bytes<'_>>,
     ) -> Option<Function> {
-        let fde = eh_frame
-            .fde_from_offset(bases, offset, EhFrame::cie_from_offset)
-            .ok()?;
         let first = self.rows.len();
         let mut table = fde.rows(eh_frame, bases, &mut self.context).ok()?;
         loop {

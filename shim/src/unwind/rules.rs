@@ -222,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_return_address_and_end_of_stack_end_it_framehop_rules_are_not_ours() {
+    fn zero_return_address_and_end_of_stack_end_the_stack() {
         let stack = [0, 0];
         let rule = Rule::SpOffset {
             cfa_offset: 8,
