@@ -169,7 +169,8 @@ pub fn analyze(session: &Session, duration_ms: u64, top: usize) -> Analysis {
         ..Analysis::default()
     };
     let mut referenced: Vec<StackId> = Vec::new();
-    let sites: Vec<(StackId, &Site)> = heap.sites().iter().map(|(&id, s)| (id, s)).collect();
+    // In memory order: every list below is sorted with the id as the last key.
+    let sites: Vec<(StackId, &Site)> = heap.sites().iter_by_index().collect();
 
     // Peak owners.
     let mut by_peak: Vec<(StackId, u64, &Site)> = sites

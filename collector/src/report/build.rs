@@ -346,6 +346,9 @@ fn finish(
     report
 }
 
+/// A key that sorts sites by two figures, largest first, then by id.
+type SiteOrder = (Reverse<u64>, Reverse<u64>, StackId);
+
 fn draft(
     session: &Session,
     top: usize,
@@ -440,10 +443,29 @@ fn draft(
         },
         stack: session.stack(id).cloned(),
     };
-    let mut sites: Vec<(&StackId, &Site)> = heap.sites().iter().collect();
-    sites.sort_by_key(|(&id, s)| (Reverse(s.live_bytes), Reverse(s.bytes_allocated), id));
-    let by_live = sites.iter().take(top).copied().map(site_draft).collect();
-    sites.sort_by_key(|(&id, s)| (Reverse(s.bytes_allocated), Reverse(s.live_bytes), id));
+    // Sorted by keys read once into the vector, beside the site: read from
+    // the sites at every comparison, they missed the cache (cc1: 6,500
+    // sites, a millisecond a sort). The ids are unique, so an unstable sort
+    // orders as a stable one would.
+    let sorted_by = |key: fn(&Site) -> (u64, u64)| {
+        let mut keyed: Vec<(SiteOrder, &Site)> = heap
+            .sites()
+            .iter_by_index()
+            .map(|(id, s)| {
+                let (first, second) = key(s);
+                ((Reverse(first), Reverse(second), id), s)
+            })
+            .collect();
+        keyed.sort_unstable_by_key(|&(key, _)| key);
+        keyed
+    };
+    let by_live = sorted_by(|s| (s.live_bytes, s.bytes_allocated))
+        .iter()
+        .take(top)
+        .map(|&((_, _, id), s)| site_draft((&id, s)))
+        .collect();
+    let keyed = sorted_by(|s| (s.bytes_allocated, s.live_bytes));
+    let sites: Vec<(&StackId, &Site)> = keyed.iter().map(|((_, _, id), s)| (id, *s)).collect();
     let by_allocated = sites.iter().take(top).copied().map(site_draft).collect();
     let leak_candidates = match &classified {
         Some((_, per_site)) => sites

@@ -16,7 +16,14 @@ use super::series::{LiveSeries, Point};
 use super::sites::{SiteIndex, Sites};
 
 /// Aggregates of one allocation site (one unique stack).
+///
+/// Laid out in declaration order (`repr(C)`), the figures every event and
+/// every pass of a report reads first, the bulky histograms last: a report
+/// visits thousands of sites in turn, and with the figures spread over the
+/// record by the compiler's layout each site cost it three or four cache
+/// misses instead of one or two.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub struct Site {
     /// Allocations made here (realloc included).
     pub alloc_calls: u64,
@@ -26,16 +33,10 @@ pub struct Site {
     pub live_bytes: u64,
     /// Blocks currently live from here.
     pub live_blocks: u64,
-    /// Requested sizes of the allocations.
-    pub sizes: Log2Histogram,
-    /// Lifetimes in milliseconds of the freed blocks.
-    pub lifetimes_ms: Log2Histogram,
-    /// Requested sizes, for percentiles.
-    pub size_dist: Distribution,
-    /// Lifetimes in milliseconds of the freed blocks, for percentiles.
-    pub lifetime_dist: Distribution,
     /// Usable bytes (`malloc_usable_size`) of the live blocks.
     pub live_usable: u64,
+    epoch_seen: u64,
+    live_at_peak: u64,
     /// Blocks from here that were released (realloc's included).
     pub freed_blocks: u64,
     /// Blocks freed by their thread before it allocated anything else.
@@ -46,14 +47,20 @@ pub struct Site {
     pub realloc_grows: u64,
     /// Bytes the growing `realloc`s here had to carry over from the old block.
     pub realloc_copied_bytes: u64,
-    /// Longest realloc chain (reallocs of one block) that ended here.
-    pub max_chain: u32,
     /// Live bytes over time (sampled on the session's tick).
     pub series: Option<Box<LiveSeries>>,
     /// Estimated totals, in sampled mode only.
     pub estimates: Option<Box<SiteEstimates>>,
-    epoch_seen: u64,
-    live_at_peak: u64,
+    /// Longest realloc chain (reallocs of one block) that ended here.
+    pub max_chain: u32,
+    /// Requested sizes of the allocations.
+    pub sizes: Log2Histogram,
+    /// Lifetimes in milliseconds of the freed blocks.
+    pub lifetimes_ms: Log2Histogram,
+    /// Requested sizes, for percentiles.
+    pub size_dist: Distribution,
+    /// Lifetimes in milliseconds of the freed blocks, for percentiles.
+    pub lifetime_dist: Distribution,
 }
 
 /// A block freed sooner than this after its allocation is short-lived.

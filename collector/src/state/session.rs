@@ -622,7 +622,7 @@ impl Session {
 
     fn summary(&self) -> &Summary {
         self.summary
-            .get_or_init(|| Summary::of(self.heap.sites().values()))
+            .get_or_init(|| Summary::of(self.heap.sites().iter_by_index().map(|(_, s)| s)))
     }
 
     /// A site's sizes or lifetimes are about to change: the summary is out of date.

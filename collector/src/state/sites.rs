@@ -51,6 +51,9 @@ pub struct Sites {
     /// hashes them well enough, and much faster than SipHash.
     index: HashMap<StackId, SiteIndex>,
     sites: Vec<Site>,
+    /// The stack id of each site, by index: for the passes over every site
+    /// that need no particular order ([`Sites::iter_by_index`]).
+    ids: Vec<StackId>,
     /// The stack and index last looked up: consecutive allocations very
     /// often come from one site.
     last: Option<(StackId, SiteIndex)>,
@@ -71,10 +74,11 @@ impl Sites {
     }
 
     fn index_of_slow(&mut self, stack: StackId) -> SiteIndex {
-        let sites = &mut self.sites;
+        let (sites, ids) = (&mut self.sites, &mut self.ids);
         let i = *self.index.entry(stack).or_insert_with(|| {
             let i = u32::try_from(sites.len()).expect("fewer than 2^32 sites");
             sites.push(Site::default());
+            ids.push(stack);
             SiteIndex(i)
         });
         self.last = Some((stack, i));
@@ -95,6 +99,14 @@ impl Sites {
     /// Every site with its stack id, in the order of the stack-id map.
     pub fn iter(&self) -> impl Iterator<Item = (&StackId, &Site)> + '_ {
         self.index.iter().map(|(id, &i)| (id, &self.sites[i.get()]))
+    }
+
+    /// Every site with its stack id, in the order the sites first appeared:
+    /// through memory in order, which the processor reads ahead, where
+    /// [`Self::iter`] jumps from site to site (thousands of cache misses in
+    /// a report on a large program). For sums and for what is sorted after.
+    pub fn iter_by_index(&self) -> impl Iterator<Item = (StackId, &Site)> + '_ {
+        self.ids.iter().copied().zip(&self.sites)
     }
 
     /// Every site, in the order of [`Self::iter`].
@@ -145,6 +157,11 @@ mod tests {
         assert_eq!(sites.get(&0xaaaa).map(|s| s.alloc_calls), Some(0));
         assert!(sites.get(&0xcccc).is_none());
         assert_eq!(sites.len(), 2);
+        let by_index: Vec<(StackId, u64)> = sites
+            .iter_by_index()
+            .map(|(id, s)| (id, s.alloc_calls))
+            .collect();
+        assert_eq!(by_index, [(0xaaaa, 0), (0xbbbb, 7)]);
     }
 
     #[test]
