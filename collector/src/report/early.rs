@@ -19,7 +19,10 @@ use crate::symbolize::{SymbolCache, Symbolizer};
 /// symbolized) is final once its stream closes, unless the reaper refines
 /// its exit afterwards. A thread of its own makes each as its stream
 /// closes, which takes that work off the report's critical path: gcc's cc1
-/// is reported on while the assembler runs.
+/// is reported on while the assembler runs. Two threads make them (the
+/// machines this runs on have at least two cores): the small reports of the
+/// processes that end last (the assembler, the driver) are made beside the
+/// large one still under way, instead of after it.
 pub struct EarlyReports {
     options: ReportOptions,
     cache: Arc<SymbolCache>,
@@ -28,12 +31,15 @@ pub struct EarlyReports {
     reports: Mutex<HashMap<usize, (Exit, ProcessReport)>>,
     /// Closed sessions for the worker; `None` once [`EarlyReports::wait`]ed.
     queue: Mutex<Option<mpsc::Sender<Arc<SessionHandle>>>>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// Threads that make the reports.
+const WORKERS: usize = 2;
+
 impl EarlyReports {
-    /// Starts the worker that makes reports with `options`, symbolized
-    /// through `cache`. Without a worker (it could not start), every report
+    /// Starts the workers that make reports with `options`, symbolized
+    /// through `cache`. Without a worker (none could start), every report
     /// is made at the end as usual.
     pub fn start(options: ReportOptions, cache: Arc<SymbolCache>) -> Arc<Self> {
         let early = Arc::new(EarlyReports {
@@ -41,22 +47,26 @@ impl EarlyReports {
             cache,
             reports: Mutex::default(),
             queue: Mutex::new(None),
-            worker: Mutex::new(None),
+            workers: Mutex::default(),
         });
         let (sender, receiver) = mpsc::channel::<Arc<SessionHandle>>();
-        let worker = {
-            let early = Arc::clone(&early);
-            std::thread::Builder::new()
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..WORKERS {
+            let (early_for_worker, receiver) = (Arc::clone(&early), Arc::clone(&receiver));
+            let worker = std::thread::Builder::new()
                 .name("memcollect-early".into())
-                .spawn(move || {
-                    for handle in receiver {
-                        early.make(&handle);
-                    }
-                })
-        };
-        if let Ok(worker) = worker {
+                .spawn(move || loop {
+                    // The lock is held only to take the next session.
+                    let next = lock(&receiver).recv();
+                    let Ok(handle) = next else { return };
+                    early_for_worker.make(&handle);
+                });
+            if let Ok(worker) = worker {
+                lock(&early.workers).push(worker);
+            }
+        }
+        if !lock(&early.workers).is_empty() {
             *lock(&early.queue) = Some(sender);
-            *lock(&early.worker) = Some(worker);
         }
         early
     }
@@ -74,7 +84,8 @@ impl EarlyReports {
     /// made ahead.
     pub fn wait(&self) {
         drop(lock(&self.queue).take());
-        if let Some(worker) = lock(&self.worker).take() {
+        let workers = std::mem::take(&mut *lock(&self.workers));
+        for worker in workers {
             let _ = worker.join();
         }
     }
