@@ -53,8 +53,12 @@ pub fn base_name(path: &str) -> &str {
 }
 
 /// Whether `path` is a C/C++ runtime library (or the shim).
+///
+/// Asked of the first frames of every site of a report: the file name is
+/// what follows the last `/` (a module's path is a file's), not the parse
+/// of every component that [`base_name`] does.
 pub fn is_runtime_module(path: &str) -> bool {
-    let name = base_name(path);
+    let name = path.rsplit('/').next().unwrap_or(path);
     RUNTIME_MODULES.iter().any(|p| name.starts_with(p))
 }
 

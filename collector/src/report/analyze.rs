@@ -4,6 +4,8 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use memshim_proto::StackId;
@@ -304,7 +306,8 @@ pub fn analyze(session: &Session, duration_ms: u64, top: usize) -> Analysis {
         .collect();
 
     // By module.
-    let mut modules: HashMap<&str, Usage> = HashMap::new();
+    // Hashed by a multiply, not SipHash: one lookup per site, thousands of them.
+    let mut modules: FxHashMap<&str, Usage> = FxHashMap::default();
     for &(id, s) in &sites {
         let name = session
             .stack(id)
